@@ -1,0 +1,231 @@
+"""Model cards and weight resolution: local folders, the Hugging Face Hub, official releases.
+
+A model card (``models/<name>.toml``) says what a named model is and where its files come from:
+a Hugging Face repo at a pinned revision, or an official release URL when no Hub copy exists.
+Files are looked for, in order, in ``$SR1STEP_HOME/models/<name>/`` and in the Hugging Face cache;
+``sr1step models download`` fetches Hub files, and for the others says where to put them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+import urllib.parse
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .config import from_dict, unknown_name_error
+
+REPO_SPEC = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Weights are missing; the message names the files and how to provide them."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    method: str
+    summary: str
+    scale: int
+    license: str
+    commercial_use: bool
+    source_url: str  # official release (file URL or page)
+    files: tuple[str, ...]  # files the model needs, relative to the repo/release
+    repo_id: str = ""  # Hugging Face repo; empty when no Hub copy exists
+    revision: str = ""  # pinned commit of repo_id
+    converter: str = ""  # sr1step converter for the official format; empty = native format
+    requires: tuple[str, ...] = ()  # other cards this model needs (e.g. its autoencoder)
+    preset: str = ""  # generator preset of the method (network config, schedule)
+    paper: str = ""
+    notes: str = ""
+    params: dict = field(default_factory=dict)  # extra, method-specific settings
+
+    @property
+    def on_hub(self) -> bool:
+        return bool(self.repo_id)
+
+
+def sr1step_home() -> Path:
+    return Path(os.environ.get("SR1STEP_HOME", Path.home() / ".cache" / "sr1step")).expanduser()
+
+
+def models_dir() -> Path:
+    return sr1step_home() / "models"
+
+
+def card_dirs() -> list[Path]:
+    """Where cards are read from: the installed package, the source checkout, the user's folder."""
+    here = Path(__file__).resolve().parent
+    dirs = [here / "model_cards", here.parents[1] / "models", sr1step_home() / "cards"]
+    extra = os.environ.get("SR1STEP_CARDS")
+    if extra:
+        dirs.extend(Path(p) for p in extra.split(os.pathsep))
+    return [d for d in dirs if d.is_dir()]
+
+
+def load_card(path: Path) -> ModelCard:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return from_dict(ModelCard, data, path.name)
+
+
+def load_cards() -> dict[str, ModelCard]:
+    cards: dict[str, ModelCard] = {}
+    seen_dirs = set()
+    for d in card_dirs():
+        if d.resolve() in seen_dirs:
+            continue
+        seen_dirs.add(d.resolve())
+        for path in sorted(d.glob("*.toml")):
+            card = load_card(path)
+            cards.setdefault(card.name, card)  # package cards win over same-named user cards
+    return cards
+
+
+def get_card(name: str) -> ModelCard:
+    cards = load_cards()
+    if name not in cards:
+        raise unknown_name_error("model", name, list(cards))
+    return cards[name]
+
+
+def local_dir(card: ModelCard) -> Path:
+    return models_dir() / card.name
+
+
+def converted_dir(card: ModelCard) -> Path:
+    return local_dir(card) / "converted"
+
+
+def _hf_cached(card: ModelCard, filename: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(card.repo_id, filename, revision=card.revision or None)
+    return Path(found) if isinstance(found, str) else None
+
+
+def find_file(card: ModelCard, filename: str) -> Path | None:
+    """A card's file if it is already on this machine (local folder or Hugging Face cache)."""
+    local = local_dir(card) / filename
+    if local.is_file():
+        return local
+    if card.on_hub:
+        return _hf_cached(card, filename)
+    return None
+
+
+def card_status(card: ModelCard) -> str:
+    """``converted``, ``present``, ``partial`` or ``missing``."""
+    if (converted_dir(card) / "config.json").is_file():
+        return "converted"
+    found = [find_file(card, f) is not None for f in card.files]
+    if all(found):
+        return "present"
+    return "partial" if any(found) else "missing"
+
+
+@lru_cache(maxsize=4)
+def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_online() -> bool:
+    """False when HF_HUB_OFFLINE is set or the Hub cannot be reached (checked once, in seconds,
+    instead of huggingface_hub's retries)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    return _reachable(host)
+
+
+def missing_message(card: ModelCard, missing: list[str]) -> str:
+    target = local_dir(card)
+    lines = [f"model {card.name!r}: missing {', '.join(missing)}."]
+    if card.on_hub:
+        lines.append(
+            f"It comes from the Hugging Face repo {card.repo_id} at revision {card.revision or 'main'}; "
+            "the Hub cannot be reached from here (offline or HF_HUB_OFFLINE=1)."
+        )
+        lines.append(f"Run `sr1step models download {card.name}` where the Hub is reachable, or copy the files to {target}/")
+    else:
+        lines.append(f"There is no Hugging Face copy; download it from the official release: {card.source_url}")
+        lines.append(f"and put it in {target}/ (keeping the file name), then run `sr1step models convert {card.name}`.")
+    lines.append(f"Licence: {card.license}.")
+    return "\n".join(lines)
+
+
+def download_card(card: ModelCard, *, with_requirements: bool = True) -> dict[str, Path]:
+    """Paths of all of a card's files, downloading Hub files at the pinned revision if needed."""
+    paths: dict[str, Path] = {}
+    missing = []
+    for filename in card.files:
+        found = find_file(card, filename)
+        if found is None and card.on_hub and hub_online():
+            from huggingface_hub import hf_hub_download
+
+            found = Path(hf_hub_download(card.repo_id, filename, revision=card.revision or None))
+        if found is None:
+            missing.append(filename)
+        else:
+            paths[filename] = found
+    if missing:
+        raise WeightsNotFoundError(missing_message(card, missing))
+    if with_requirements:
+        for name in card.requires:
+            download_card(get_card(name))
+    return paths
+
+
+def snapshot_folder(card: ModelCard) -> Path:
+    """The folder holding a Hub card's files (for diffusers ``from_pretrained`` on a local dir)."""
+    paths = download_card(card, with_requirements=False)
+    first_name, first = next(iter(paths.items()))
+    root = first
+    for _ in Path(first_name).parts:
+        root = root.parent
+    return root
+
+
+def resolve_repo(spec: str) -> Path:
+    """``org/repo[@revision]`` -> local snapshot folder (cache first, then the Hub)."""
+    match = REPO_SPEC.match(spec)
+    if not match:
+        raise WeightsNotFoundError(f"{spec!r} is not a file, a folder, a model name or a Hub repo id (org/name[@revision])")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo, rev = match["repo"], match["rev"]
+    try:
+        return Path(snapshot_download(repo, revision=rev, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if not hub_online():
+        from huggingface_hub import constants
+
+        raise WeightsNotFoundError(
+            f"Hub repo {repo} (revision {rev or 'main'}) is not in the local cache ({constants.HF_HUB_CACHE}) "
+            "and the Hub cannot be reached. Download it where the Hub is reachable, "
+            "or pass --weights a local folder holding its files."
+        )
+    return Path(snapshot_download(repo, revision=rev))
+
+
+def resolve_weights(spec: str) -> Path | ModelCard:
+    """``--weights`` value -> a local path, or a model card to load by name."""
+    cards = load_cards()
+    if spec in cards:
+        return cards[spec]
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    return resolve_repo(spec)

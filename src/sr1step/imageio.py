@@ -1,0 +1,316 @@
+"""Image reading and writing as Real-ESRGAN/chaiNNer users expect.
+
+Reading: PNG, JPEG, WebP, TIFF, BMP; 8/16-bit; gray, RGB, RGBA; EXIF orientation applied; ICC
+profile kept; oversized images refused from the header, before any pixel is decoded.
+Writing: atomic (temp file + rename), same nature as the input (gray stays gray, 16-bit stays
+16-bit where the format allows, alpha re-attached), ICC profile carried over where possible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+WRITE_EXTS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
+ALPHA_EXTS = {".png", ".webp", ".tif"}
+SIXTEEN_BIT_EXTS = {".png", ".tif"}
+_FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".png"}
+
+DEFAULT_MAX_PIXELS = 100_000_000
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"RIFF", b"II*\x00", b"MM\x00*", b"BM")
+
+
+class ImageReadError(Exception):
+    """The file cannot be used as an input image; the message is one line for the summary."""
+
+
+@dataclass
+class LoadedImage:
+    """Decoded pixels plus what is needed to write an output of the same nature."""
+
+    rgb: np.ndarray  # (H, W, 3) float32 in [0, 1]; gray inputs are replicated to 3 channels
+    alpha: np.ndarray | None  # (H, W) float32 in [0, 1]
+    bit_depth: int  # 8 or 16
+    grayscale: bool
+    icc_profile: bytes | None
+    ext: str  # the natural output extension for this input (".png", ".jpg", ...)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+@contextlib.contextmanager
+def _no_pillow_bomb_check():
+    # We enforce our own --max-pixels limit from the header, so Pillow's must not fire first.
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _png_is_16bit(head: bytes) -> bool:
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24 and head[24] == 16
+
+
+def apply_orientation(array: np.ndarray, orientation: int | None) -> np.ndarray:
+    """Rotate/flip an (H, W, ...) array by an EXIF orientation value (1-8) to upright."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    op = ops.get(orientation or 1)
+    return np.ascontiguousarray(op(array)) if op else array
+
+
+def _to_float(array: np.ndarray) -> tuple[np.ndarray, int]:
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0, 16
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0, 8
+    if array.dtype == np.bool_:
+        return array.astype(np.float32), 8
+    if np.issubdtype(array.dtype, np.floating):
+        return np.clip(array.astype(np.float32), 0, 1), 16
+    if np.issubdtype(array.dtype, np.integer):  # 32-bit int TIFF and friends
+        return np.clip(array.astype(np.float32) / 65535.0, 0, 1), 16
+    raise ImageReadError(f"unsupported pixel type {array.dtype}")
+
+
+def _decode_cv2(data: bytes) -> np.ndarray:
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise ImageReadError("corrupt or truncated image data")
+    if array.ndim == 3 and array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
+    if array.ndim == 3 and array.shape[2] == 3:
+        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    if array.ndim == 3 and array.shape[2] == 1:
+        return array[:, :, 0]
+    return array
+
+
+def _decode_pillow(im: Image.Image) -> np.ndarray:
+    im.load()  # raises on truncated data
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im).astype(np.uint16)
+    if mode == "I":
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32)
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"))
+    if mode == "LA":
+        return np.asarray(im)
+    if mode == "P":
+        has_alpha = "transparency" in im.info
+        return np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+    if mode in ("RGBA", "RGB"):
+        return np.asarray(im)
+    if mode == "PA":
+        return np.asarray(im.convert("RGBA"))
+    return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB ...
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path``; raises ImageReadError with a one-line reason for anything unusable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ImageReadError(f"cannot read file: {err.strerror or err}") from None
+    if not data:
+        raise ImageReadError("empty file")
+    try:
+        with _no_pillow_bomb_check(), Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageReadError(
+                    f"image is {width}x{height} = {width * height:,} px, above --max-pixels {max_pixels:,}"
+                )
+            fmt = im.format or ""
+            icc = im.info.get("icc_profile") or None
+            try:
+                orientation = im.getexif().get(0x0112)
+            except Exception:  # broken EXIF must not make a readable image fail
+                orientation = None
+            bits = im.tag_v2.get(258) if fmt == "TIFF" and hasattr(im, "tag_v2") else None
+            tiff16 = bits is not None and any(b > 8 for b in (bits if isinstance(bits, tuple) else (bits,)))
+            needs_cv2 = _png_is_16bit(data) or tiff16
+            array = _decode_cv2(data) if needs_cv2 else _decode_pillow(im)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        if data.startswith(_SIGNATURES):
+            raise ImageReadError("corrupt or truncated image (unreadable header)") from None
+        raise ImageReadError("not an image, or an unsupported format") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as err:
+        raise ImageReadError(f"corrupt or truncated image ({err})") from None
+
+    array = apply_orientation(array, orientation)
+    values, bit_depth = _to_float(array)
+    grayscale = values.ndim == 2 or values.shape[2] in (1, 2)
+    alpha = None
+    if values.ndim == 2:
+        rgb = np.repeat(values[:, :, None], 3, axis=2)
+    elif values.shape[2] == 1:
+        rgb = np.repeat(values, 3, axis=2)
+    elif values.shape[2] == 2:
+        rgb, alpha = np.repeat(values[:, :, :1], 3, axis=2), values[:, :, 1]
+    elif values.shape[2] == 4:
+        rgb, alpha = values[:, :, :3], values[:, :, 3]
+    else:
+        rgb = values[:, :, :3]
+    ext = _FORMAT_EXT.get(fmt, ".png")
+    return LoadedImage(np.ascontiguousarray(rgb), alpha, bit_depth, grayscale, icc, ext)
+
+
+def output_extension(image: LoadedImage, requested: str = "auto") -> str:
+    """The output extension: ``auto`` keeps the input format; alpha forces PNG unless the
+    requested format can hold it (WebP, TIFF)."""
+    ext = image.ext if requested == "auto" else WRITE_EXTS.get(requested.lower().lstrip("."))
+    if ext is None:
+        raise ValueError(f"unknown output format {requested!r}; use auto, png, jpg, webp or tif")
+    if image.alpha is not None and ext not in ALPHA_EXTS:
+        ext = ".png"
+    return ext
+
+
+def _png_with_icc(png: bytes, icc: bytes) -> bytes:
+    """Insert an iCCP chunk after IHDR (OpenCV cannot write ICC profiles itself)."""
+    body = b"ICC Profile\x00\x00" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def encode_image(
+    rgb: np.ndarray,
+    ext: str,
+    *,
+    alpha: np.ndarray | None = None,
+    grayscale: bool = False,
+    bit_depth: int = 8,
+    icc_profile: bytes | None = None,
+    quality: int = 95,
+) -> bytes:
+    """Encode float (H, W, 3) RGB in [0, 1] (plus optional alpha) to file bytes."""
+    if ext not in SIXTEEN_BIT_EXTS:
+        bit_depth = 8
+    if ext not in ALPHA_EXTS:
+        alpha = None
+    maxval = 65535.0 if bit_depth == 16 else 255.0
+    dtype = np.uint16 if bit_depth == 16 else np.uint8
+    if grayscale:
+        # ITU-R BT.601 luma, the same weights Pillow and OpenCV use for RGB -> L.
+        pixels = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        pixels = pixels[:, :, None]
+    else:
+        pixels = rgb
+    if alpha is not None:
+        pixels = np.concatenate([pixels, alpha[:, :, None]], axis=2)
+    quantized = (np.clip(pixels, 0, 1) * maxval + 0.5).astype(dtype)
+    channels = quantized.shape[2]
+
+    if bit_depth == 16:
+        if channels == 1:
+            bgr = quantized[:, :, 0]
+        elif channels == 2:  # OpenCV has no gray+alpha: write RGBA
+            gray = quantized[:, :, :1]
+            bgr = np.concatenate([gray, gray, gray, quantized[:, :, 1:]], axis=2)
+        else:
+            bgr = cv2.cvtColor(quantized, cv2.COLOR_RGBA2BGRA if channels == 4 else cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(ext, bgr)
+        if not ok:
+            raise OSError(f"OpenCV could not encode a 16-bit {ext} image")
+        data = buf.tobytes()
+        if icc_profile and ext == ".png":
+            data = _png_with_icc(data, icc_profile)
+        return data
+
+    array = quantized[:, :, 0] if channels == 1 else quantized
+    im = Image.fromarray(array)
+    if im.mode == "LA" and ext == ".webp":
+        im = im.convert("RGBA")
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".webp": "WEBP", ".tif": "TIFF"}[ext]
+    kwargs: dict = {}
+    if icc_profile:
+        kwargs["icc_profile"] = icc_profile
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    if fmt == "TIFF":
+        kwargs["compression"] = "tiff_lzw"
+    out = io.BytesIO()
+    im.save(out, format=fmt, **kwargs)
+    return out.getvalue()
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename, so a reader
+    never sees a half-written file and an interrupted run leaves no broken output."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_image(path: str | Path, rgb: np.ndarray, like: LoadedImage, *, alpha=None, quality: int = 95) -> None:
+    """Write an output with the nature of input ``like`` (depth, gray, ICC) to ``path``."""
+    path = Path(path)
+    data = encode_image(
+        rgb,
+        path.suffix.lower(),
+        alpha=alpha,
+        grayscale=like.grayscale,
+        bit_depth=like.bit_depth,
+        icc_profile=like.icc_profile,
+        quality=quality,
+    )
+    write_atomic(path, data)
+
+
+def list_images(root: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
+    """Image files under ``root`` (sorted), skipping hidden files and the ``exclude`` folder."""
+    if root.is_file():
+        return [root]
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    exclude = exclude.resolve() if exclude else None
+    files = []
+    for p in pattern:
+        if not p.is_file() or p.name.startswith(".") or p.suffix.lower() not in READ_EXTS:
+            continue
+        if exclude is not None and exclude in p.resolve().parents:
+            continue
+        files.append(p)
+    return sorted(files)

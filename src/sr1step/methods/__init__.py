@@ -1,0 +1,1 @@
+"""Methods: named SR methods (how to load a generator, and how to train it). See registry.py."""

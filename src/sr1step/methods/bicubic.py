@@ -1,0 +1,35 @@
+"""Bicubic interpolation: the baseline every table starts from, and the default method."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..generators.base import Generator
+from .base import Method
+
+
+class BicubicGenerator(Generator):
+    """``F.interpolate(mode="bicubic")`` (a = -0.75, the kernel ResShift upsamples with)."""
+
+    supports_half = True
+
+    def __init__(self, scale: int = 4):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, lr: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = lr.dtype
+        if lr.device.type == "cpu" and dtype != torch.float32:
+            lr = lr.float()  # no half-precision bicubic kernel on CPU
+        return F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False).to(dtype)
+
+
+class Bicubic(Method):
+    name = "bicubic"
+    summary = "Bicubic interpolation (no network)"
+
+    @classmethod
+    def build_default(cls, scale: float | None = None) -> Generator:
+        native = int(scale) if scale is not None and float(scale).is_integer() and scale >= 1 else 4
+        return BicubicGenerator(native)

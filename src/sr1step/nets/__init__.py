@@ -1,0 +1,1 @@
+"""Networks (nn.Modules only: no optimizers, losses or data)."""

@@ -1,0 +1,383 @@
+"""ResShift's denoiser, ``UNetModelSwin`` (Yue et al., NeurIPS 2023), written for sr1step.
+
+An ADM-style UNet (GroupNorm32, SiLU, scale-shift timestep conditioning) whose first residual
+block at each level is followed by a Swin layer (window attention, GroupNorm instead of
+LayerNorm, 1x1-conv MLP). The LR image is concatenated to the latent (``cond_lq``). Parameter and
+buffer names follow the official checkpoints one to one, so ``resshift_realsrx4_s15_v1.pth`` and
+friends load with ``strict=True``.
+
+Two details of the official code are reproduced on purpose, for output parity:
+- the shifted-window attention mask is always recomputed for the actual input size (the official
+  size check compares a list with a tuple and never matches), and
+- that mask is built with the official indexing, which labels regions along one axis only.
+The ``attn_mask`` buffers are kept for checkpoint compatibility.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass(frozen=True)
+class ResShiftUNetConfig:
+    """Constructor arguments of the official ``UNetModelSwin`` that sr1step supports."""
+
+    image_size: int = 64  # latent size the Swin layers are built for (sets windows and masks)
+    in_channels: int = 3  # latent channels (x_t)
+    model_channels: int = 160
+    out_channels: int = 3
+    num_res_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    attention_resolutions: tuple[int, ...] = (64, 32, 16, 8)
+    channel_mult: tuple[int, ...] = (1, 2, 2, 4)
+    dropout: float = 0.0
+    conv_resample: bool = True
+    num_heads: int = -1
+    num_head_channels: int = 32
+    use_scale_shift_norm: bool = True
+    swin_depth: int = 2
+    swin_embed_dim: int = 192
+    window_size: int = 8
+    mlp_ratio: float = 4.0
+    cond_lq: bool = True
+    lq_size: int = 64  # LR size; > image_size adds a strided conv feature extractor (x2, face)
+    extra_in_channels: int = 0  # RSD: noise channel(s) appended to the input, zero-initialised
+
+    @property
+    def size_multiple(self) -> int:
+        """Latent sides must be multiples of this (window x 2^(levels-1))."""
+        return self.window_size * 2 ** (len(self.channel_mult) - 1)
+
+    @property
+    def lq_channels(self) -> int:
+        if self.lq_size == self.image_size:
+            return 3
+        return 16 * 2 ** int(math.log2(self.lq_size / self.image_size))
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32 (the official normalisation layer)."""
+
+    def __init__(self, channels: int):
+        super().__init__(32, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # float32 statistics and affine, whatever the model dtype (the official keeps norms fp32)
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).type(x.dtype)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding, cosines first (ADM convention); integer indices t, not rescaled."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t[:, None].float() * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimestepSequential(nn.Sequential):
+    """Passes the timestep embedding to the children that take it."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+        return x
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int, out_channels: int | None = None):
+        super().__init__()
+        self.op = nn.Conv2d(channels, out_channels or channels, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int, out_channels: int | None = None):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, out_channels or channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: int, scale_shift: bool):
+        super().__init__()
+        self.scale_shift = scale_shift
+        self.in_layers = nn.Sequential(GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if scale_shift else out_channels))
+        conv_out = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(conv_out.weight)
+        nn.init.zeros_(conv_out.bias)
+        self.out_layers = nn.Sequential(GroupNorm32(out_channels), nn.SiLU(), nn.Dropout(dropout), conv_out)
+        self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        emb_out = self.emb_layers(emb).type(h.dtype)[:, :, None, None]
+        if self.scale_shift:
+            scale, shift = emb_out.chunk(2, dim=1)
+            h = self.out_layers[0](h) * (1 + scale) + shift
+            h = self.out_layers[1:](h)
+        else:
+            h = self.out_layers(h + emb_out)
+        return self.skip_connection(x) + h
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B * nW, ws, ws, C), windows in row-major order."""
+    b, c, h, w = x.shape
+    x = x.view(b, c, h // ws, ws, w // ws, ws)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(-1, ws, ws, c)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
+    """(B * nW, ws, ws, C) -> (B, C, H, W)."""
+    b = windows.shape[0] // ((h // ws) * (w // ws))
+    x = windows.view(b, h // ws, w // ws, ws, ws, -1)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, -1, h, w)
+
+
+def relative_position_index(ws: int) -> torch.Tensor:
+    coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (ws - 1)
+    return rel[:, :, 0] * (2 * ws - 1) + rel[:, :, 1]
+
+
+def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """(nW, ws*ws, ws*ws) additive mask (0 / -100) for shifted windows, as the official code builds it.
+
+    The official code fills a (1, 1, H, W) label image with ``img[:, hs, ws_, :] = cnt``, which
+    indexes the singleton channel axis and the row axis; its windows are then flattened
+    column-major. Both are reproduced here so outputs match the released models.
+    """
+    img = torch.zeros(1, 1, h, w)
+    cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    cnt = 0
+    for a in cuts:
+        for b in cuts:
+            img[:, a, b, :] = cnt
+            cnt += 1
+    windows = window_partition(img, ws).permute(0, 2, 3, 1).reshape(-1, ws * ws)
+    mask = windows[:, None, :] - windows[:, :, None]
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+class WindowAttention(nn.Module):
+    def __init__(self, dim: int, ws: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ws = ws
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(ws))
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        bw, n, c = x.shape
+        qkv = self.qkv(x).reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        bias = bias.view(n, n, -1).permute(2, 0, 1).to(q.dtype)  # heads, N, N
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
+        else:  # windows as (B, nW, ...) so the (nW, N, N) mask broadcasts without a copy
+            nw = mask.shape[0]
+            q, k, v = (u.reshape(bw // nw, nw, self.heads, n, -1) for u in (q, k, v))
+            attn_bias = bias[None, None] + mask[None, :, None].to(q.dtype)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias).reshape(bw, self.heads, n, -1)
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, dim: int, resolution: int, heads: int, window: int, shift: int, mlp_ratio: float):
+        super().__init__()
+        if resolution <= window:  # the window covers the whole (construction-time) map
+            window, shift = resolution, 0
+        self.window, self.shift = window, shift
+        self.norm1 = GroupNorm32(dim)
+        self.attn = WindowAttention(dim, window, heads)
+        self.norm2 = GroupNorm32(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        mask = shifted_window_mask(resolution, resolution, window, shift) if shift else None
+        self.register_buffer("attn_mask", mask)  # stored in official checkpoints; not used
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+
+    def _mask(self, h: int, w: int, device, dtype) -> torch.Tensor | None:
+        if not self.shift:
+            return None
+        key = (h, w, device, dtype)
+        if key not in self._mask_cache:
+            self._mask_cache[key] = shifted_window_mask(h, w, self.window, self.shift).to(device, dtype)
+        return self._mask_cache[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        ws, shift = self.window, self.shift
+        y = self.norm1(x)
+        if shift:
+            y = torch.roll(y, shifts=(-shift, -shift), dims=(2, 3))
+        windows = window_partition(y, ws).reshape(-1, ws * ws, c)
+        windows = self.attn(windows, self._mask(h, w, x.device, x.dtype))
+        y = window_reverse(windows.view(-1, ws, ws, c), ws, h, w)
+        if shift:
+            y = torch.roll(y, shifts=(shift, shift), dims=(2, 3))
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchProj(nn.Module):
+    """1x1 conv in or out of the Swin embedding (``patch_embed`` / ``patch_unembed``)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+class BasicLayer(nn.Module):
+    """Swin stage: 1x1 embed, ``depth`` blocks alternating plain/shifted windows, 1x1 unembed."""
+
+    def __init__(self, channels: int, cfg: ResShiftUNetConfig, resolution: int):
+        super().__init__()
+        heads = cfg.num_heads if cfg.num_head_channels == -1 else cfg.swin_embed_dim // cfg.num_head_channels
+        dim = cfg.swin_embed_dim
+        self.patch_embed = PatchProj(channels, dim)
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, resolution, heads, cfg.window_size, 0 if i % 2 == 0 else cfg.window_size // 2, cfg.mlp_ratio)
+            for i in range(cfg.swin_depth)
+        )
+        self.patch_unembed = PatchProj(dim, channels)
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.patch_unembed(x)
+
+
+class ResShiftUNet(nn.Module):
+    """``forward(x, t, lq, extra=None)``: x (B, C, H, W) scaled latent, t (B,) integer step
+    indices, lq (B, 3, H*lq_size/image_size, ...) LR image in [-1, 1], extra (B, extra_in_channels,
+    H, W) or None. Returns the x0 prediction (B, out_channels, H, W)."""
+
+    def __init__(self, cfg: ResShiftUNetConfig):
+        super().__init__()
+        self.config = cfg
+        self.gradient_checkpointing = False
+        mc = cfg.model_channels
+        emb_dim = mc * 4
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+        if cfg.lq_size == cfg.image_size:
+            self.feature_extractor: nn.Module = nn.Identity()
+        else:
+            layers, cin, width = [], 3, 16
+            for _ in range(int(math.log2(cfg.lq_size / cfg.image_size))):
+                layers += [nn.Conv2d(cin, width, 3, 1, 1), nn.SiLU(), Downsample(width, width * 2)]
+                width *= 2
+                cin = width
+            self.feature_extractor = nn.Sequential(*layers)
+
+        def res(cin, cout):
+            return ResBlock(cin, emb_dim, cfg.dropout, cout, cfg.use_scale_shift_norm)
+
+        ch = mc * cfg.channel_mult[0]
+        first_in = cfg.in_channels + cfg.lq_channels + cfg.extra_in_channels
+        self.input_blocks = nn.ModuleList([TimestepSequential(nn.Conv2d(first_in, ch, 3, padding=1))])
+        skips, ds = [ch], cfg.image_size
+        for level, mult in enumerate(cfg.channel_mult):
+            for j in range(cfg.num_res_blocks[level]):
+                layers = [res(ch, mc * mult)]
+                ch = mc * mult
+                if ds in cfg.attention_resolutions and j == 0:
+                    layers.append(BasicLayer(ch, cfg, ds))
+                self.input_blocks.append(TimestepSequential(*layers))
+                skips.append(ch)
+            if level != len(cfg.channel_mult) - 1:
+                self.input_blocks.append(TimestepSequential(Downsample(ch) if cfg.conv_resample else nn.AvgPool2d(2)))
+                skips.append(ch)
+                ds //= 2
+
+        self.middle_block = TimestepSequential(res(ch, ch), BasicLayer(ch, cfg, ds), res(ch, ch))
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks[level] + 1):
+                layers = [res(ch + skips.pop(), mc * mult)]
+                ch = mc * mult
+                if ds in cfg.attention_resolutions and i == 0:
+                    layers.append(BasicLayer(ch, cfg, ds))
+                if level and i == cfg.num_res_blocks[level]:
+                    layers.append(Upsample(ch) if cfg.conv_resample else nn.Upsample(scale_factor=2))
+                    ds *= 2
+                self.output_blocks.append(TimestepSequential(*layers))
+
+        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(mc * cfg.channel_mult[0], cfg.out_channels, 3, padding=1))
+        if cfg.extra_in_channels:
+            with torch.no_grad():
+                self.input_blocks[0][0].weight[:, -cfg.extra_in_channels :].zero_()
+
+    def _run(self, block: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, h, emb, use_reentrant=False)
+        return block(h, emb)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(self.time_embed[0].weight.dtype))
+        parts = [x, self.feature_extractor(lq.type(x.dtype))]
+        if self.config.extra_in_channels:
+            if extra is None:
+                raise ValueError("this network takes an extra (noise) input")
+            parts.append(extra.type(x.dtype))
+        h = torch.cat(parts, dim=1)
+        hs = []
+        for block in self.input_blocks:
+            h = self._run(block, h, emb)
+            hs.append(h)
+        h = self._run(self.middle_block, h, emb)
+        for block in self.output_blocks:
+            h = self._run(block, torch.cat([h, hs.pop()], dim=1), emb)
+        return self.out(h)
+
+
+def widen_input_conv(state: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    """A 6-channel-input state dict widened by ``extra`` zero input channels (RSD student init)."""
+    state = dict(state)
+    w = state["input_blocks.0.0.weight"]
+    state["input_blocks.0.0.weight"] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
+    return state
+
+
+def load_official_state(net: ResShiftUNet, state: dict[str, torch.Tensor]) -> None:
+    """Strict load of an official (already prefix-stripped) state dict; attention masks follow
+    the network's construction size, so they are taken from the network when shapes differ."""
+    own = net.state_dict()
+    state = dict(state)
+    for name in own:
+        if name.endswith("attn_mask") and name in state and state[name].shape != own[name].shape:
+            state[name] = own[name]
+    net.load_state_dict(state, strict=True)

@@ -1,0 +1,176 @@
+"""Batch upscaling of files and folders: what ``sr1step upscale`` runs.
+
+Each input is read, run through the Engine, and written atomically next to nothing it could
+overwrite: an output path that is an input is refused, existing outputs are skipped unless
+``overwrite``, and one bad file is reported while the batch goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .engine import Engine
+from .imageio import (
+    DEFAULT_MAX_PIXELS,
+    WRITE_EXTS,
+    ImageReadError,
+    LoadedImage,
+    list_images,
+    output_extension,
+    read_image,
+    save_image,
+)
+
+
+@dataclass
+class UpscaleOptions:
+    ext: str = "auto"  # auto | png | jpg | webp | tif
+    suffix: str = ""
+    overwrite: bool = False
+    recursive: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    outscale: float | None = None  # final output scale; None = the generator's own
+    quality: int = 95
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path  # planned output; the extension may change once the image is read (alpha)
+
+
+@dataclass
+class Result:
+    source: Path
+    target: Path | None
+    status: str  # done | skipped | failed | planned
+    reason: str = ""
+    seconds: float = 0.0
+    size: tuple[int, int] | None = None  # output (width, height)
+
+
+@dataclass
+class Callbacks:
+    image_started: Callable[[Job, int], None] = lambda job, tiles: None
+    tiles_done: Callable[[int, int], None] = lambda done, total: None
+    image_done: Callable[[Result], None] = lambda result: None
+
+
+def _planned_ext(source: Path, ext: str) -> str:
+    if ext != "auto":
+        if ext.lower().lstrip(".") not in WRITE_EXTS:
+            raise ValueError(f"unknown output format {ext!r}; use auto, png, jpg, webp or tif")
+        return WRITE_EXTS[ext.lower().lstrip(".")]
+    suffix = source.suffix.lower()
+    return {".jpeg": ".jpg", ".tiff": ".tif", ".bmp": ".png"}.get(suffix, suffix)
+
+
+def plan_jobs(input_path: Path, output_dir: Path, options: UpscaleOptions) -> list[Job]:
+    """One job per input image; outputs mirror the input tree under ``output_dir``."""
+    input_path = Path(input_path)
+    output_dir = Path(output_dir)
+    if not input_path.exists():
+        raise FileNotFoundError(f"input {input_path} does not exist")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"output {output_dir} exists and is not a folder")
+    root = input_path if input_path.is_dir() else input_path.parent
+    sources = list_images(input_path, options.recursive, exclude=output_dir if input_path.is_dir() else None)
+    jobs = []
+    for src in sources:
+        rel = src.relative_to(root)
+        name = f"{rel.stem}{options.suffix}{_planned_ext(src, options.ext)}"
+        jobs.append(Job(src, output_dir / rel.parent / name))
+    return jobs
+
+
+def upscale_array(engine: Engine, image: LoadedImage, outscale: float | None, progress=None):
+    """SR of one decoded image -> (rgb (H, W, 3) float32, alpha (H, W) or None)."""
+    lr = torch.from_numpy(image.rgb).permute(2, 0, 1)[None]
+    sr = engine.run(lr, progress=progress)[0].permute(1, 2, 0).numpy()
+    h, w = image.rgb.shape[:2]
+    scale = outscale if outscale is not None else engine.generator.scale
+    target = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if (sr.shape[1], sr.shape[0]) != target:
+        interp = cv2.INTER_LANCZOS4 if target[0] > sr.shape[1] else cv2.INTER_AREA
+        sr = np.clip(cv2.resize(sr, target, interpolation=interp), 0, 1)
+    alpha = None
+    if image.alpha is not None:
+        a = torch.from_numpy(image.alpha)[None, None]
+        alpha = F.interpolate(a, size=(target[1], target[0]), mode="bicubic", align_corners=False)
+        alpha = alpha.clamp(0, 1)[0, 0].numpy()
+    return sr, alpha
+
+
+def run_jobs(
+    jobs: list[Job],
+    engine: Engine,
+    options: UpscaleOptions,
+    callbacks: Callbacks | None = None,
+) -> list[Result]:
+    cb = callbacks or Callbacks()
+    inputs = {job.source.resolve() for job in jobs}
+    results = []
+    for job in jobs:
+        start = time.perf_counter()
+        result = _run_one(job, engine, options, inputs, cb)
+        result.seconds = time.perf_counter() - start
+        cb.image_done(result)
+        results.append(result)
+    return results
+
+
+def _refusal(target: Path, inputs: set[Path], overwrite: bool) -> tuple[str, str] | None:
+    if target.resolve() in inputs:
+        return "failed", "output path is an input file; choose another output folder or a --suffix"
+    if target.exists() and not overwrite:
+        return "skipped", "output exists (use --overwrite)"
+    return None
+
+
+def _run_one(job: Job, engine: Engine, options: UpscaleOptions, inputs: set[Path], cb: Callbacks) -> Result:
+    refusal = _refusal(job.target, inputs, options.overwrite)
+    if refusal:
+        return Result(job.source, job.target, *refusal)
+    try:
+        image = read_image(job.source, options.max_pixels)
+    except ImageReadError as err:
+        return Result(job.source, None, "failed", str(err))
+    target = job.target.with_suffix(output_extension(image, options.ext if options.ext != "auto" else job.target.suffix))
+    if target != job.target:
+        refusal = _refusal(target, inputs, options.overwrite)
+        if refusal:
+            return Result(job.source, target, *refusal)
+    h, w = image.rgb.shape[:2]
+    cb.image_started(job, engine.num_tiles(h, w))
+    try:
+        rgb, alpha = upscale_array(engine, image, options.outscale, progress=cb.tiles_done)
+    except (RuntimeError, MemoryError) as err:
+        reason = str(err).splitlines()[0][:200]
+        if "out of memory" in reason.lower() or isinstance(err, MemoryError):
+            reason = "out of memory; try a smaller --tile or --batch-size"
+        return Result(job.source, target, "failed", reason)
+    try:
+        save_image(target, rgb, image, alpha=alpha, quality=options.quality)
+    except OSError as err:
+        return Result(job.source, target, "failed", f"cannot write output: {err}")
+    return Result(job.source, target, "done", size=(rgb.shape[1], rgb.shape[0]))
+
+
+@dataclass
+class Summary:
+    results: list[Result] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.count("failed") else 0

@@ -1,0 +1,156 @@
+"""`sr1step` end to end on generated images: bicubic, a tiny ResShift, conversion of official files."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import natural_image
+from sr1step.cli import app
+
+runner = CliRunner()
+
+
+def _u8(img):
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(_u8(natural_image(24, 1))).save(d / "rgb.png")
+    Image.fromarray(_u8(natural_image(20, 2))).save(d / "photo.jpg", quality=95)
+    rgba = np.dstack([_u8(natural_image(16, 3)), np.full((16, 16), 128, np.uint8)])
+    Image.fromarray(rgba).save(d / "alpha.png")
+    cv2.imwrite(str(d / "deep.png"), (natural_image(12, 4)[:, :, 0] * 65535).astype(np.uint16))
+    Image.fromarray(_u8(natural_image(16, 5))).save(d / "sub" / "nested.webp", lossless=True)
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.txt").write_text("ignored")
+    return d
+
+
+@pytest.mark.parametrize("command", ["upscale", "train", "distill", "benchmark", "models", "models list", "models download", "models convert"])
+def test_help_for_every_command(command):
+    result = runner.invoke(app, command.split() + ["--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_upscale_folder_bicubic(photo_dir, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["upscale", str(photo_dir), str(out), "--recursive"])
+    assert result.exit_code == 1, result.output  # the two bad files failed, the rest written
+    assert "empty file" in result.output and "corrupt" in result.output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["alpha.png", "deep.png", "photo.jpg", "rgb.png", "sub/nested.webp"]
+    assert Image.open(out / "rgb.png").size == (96, 96)
+    a = Image.open(out / "alpha.png")
+    assert a.mode == "RGBA" and a.size == (64, 64) and np.asarray(a)[:, :, 3].mean() == pytest.approx(128, abs=1)
+    deep = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.ndim == 2 and deep.shape == (48, 48)
+    # bicubic output equals a direct torch bicubic of the input
+    lr = torch.from_numpy(np.asarray(Image.open(photo_dir / "rgb.png")) / 255.0).permute(2, 0, 1)[None].float()
+    ref = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    assert np.abs(np.asarray(Image.open(out / "rgb.png")) / 255.0 - ref).max() <= 1 / 255 + 1e-6
+    # second run skips everything that exists, and the exit code still reports the bad inputs
+    result = runner.invoke(app, ["upscale", str(photo_dir), str(out), "--recursive"])
+    assert result.exit_code == 1 and "output exists" in result.output
+
+
+def test_upscale_options(photo_dir, tmp_path):
+    out = tmp_path / "o"
+    src = photo_dir / "rgb.png"
+    result = runner.invoke(app, ["upscale", str(src), str(out), "--scale", "2", "--ext", "jpg", "--suffix", "_x2"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "rgb_x2.jpg").size == (48, 48)
+    before = (out / "rgb_x2.jpg").stat().st_mtime_ns
+    assert runner.invoke(app, ["upscale", str(src), str(out), "--scale", "2", "--ext", "jpg", "--suffix", "_x2"]).exit_code == 0
+    assert (out / "rgb_x2.jpg").stat().st_mtime_ns == before
+    assert runner.invoke(app, ["upscale", str(src), str(out), "--scale", "2", "--ext", "jpg", "--suffix", "_x2", "--overwrite"]).exit_code == 0
+    assert (out / "rgb_x2.jpg").stat().st_mtime_ns != before
+    result = runner.invoke(app, ["upscale", str(photo_dir / "alpha.png"), str(out), "--ext", "jpg"])
+    assert result.exit_code == 0 and (out / "alpha.png").exists()  # alpha forces PNG
+    result = runner.invoke(app, ["upscale", str(src), str(out), "--tile", "8", "--tile-overlap", "4", "--batch-size", "3", "--color-fix", "wavelet", "--suffix", "_t"])
+    assert result.exit_code == 0 and Image.open(out / "rgb_t.png").size == (96, 96)
+
+
+def test_upscale_never_overwrites_inputs(photo_dir):
+    before = (photo_dir / "rgb.png").read_bytes()
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(photo_dir), "--overwrite"])
+    assert result.exit_code == 1 and "input file" in result.output
+    assert (photo_dir / "rgb.png").read_bytes() == before
+
+
+def test_upscale_refuses_large_images_before_decoding(photo_dir, tmp_path):
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "--max-pixels", "100"])
+    assert result.exit_code == 1 and "max-pixels" in result.output
+
+
+def test_dry_run_writes_nothing(photo_dir, tmp_path):
+    out = tmp_path / "dry"
+    result = runner.invoke(app, ["upscale", str(photo_dir), str(out), "--dry-run"])
+    assert result.exit_code == 0 and "rgb.png" in result.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--method", "nope"],
+        ["--device", "tpu"],
+        ["--dtype", "fp8"],
+        ["--color-fix", "magic"],
+        ["--tile", "16", "--tile-overlap", "16"],
+        ["--ext", "gif"],
+    ],
+)
+def test_bad_usage_exits_2(photo_dir, tmp_path, args):
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), *args])
+    assert result.exit_code == 2, result.output
+
+
+def test_missing_input_and_unknown_method_suggestion(tmp_path):
+    assert runner.invoke(app, ["upscale", str(tmp_path / "nothing"), str(tmp_path / "o")]).exit_code == 2
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(_u8(natural_image(8))).save(d / "a.png")
+    result = runner.invoke(app, ["upscale", str(d), str(tmp_path / "o"), "--method", "resshfit"])
+    assert result.exit_code == 2 and "did you mean 'resshift'" in result.output
+
+
+def test_missing_weights_message_names_file(photo_dir, tmp_path):
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "--method", "resshift"])
+    assert result.exit_code == 1
+    assert "resshift_realsrx4_s4_v3.pth" in result.output and "models convert" in result.output
+
+
+def test_stub_commands_say_not_yet(tmp_path):
+    for command in ("train", "distill", "benchmark"):
+        result = runner.invoke(app, [command])
+        assert result.exit_code == 1 and "not yet implemented" in result.output
+
+
+def test_every_flag_is_documented():
+    import typer.main
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    group = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            yield path, cmd
+
+    for path, cmd in walk(group, []):
+        assert f"sr1step {path[0]}" in doc or f"`{' '.join(path)}" in doc, path
+        for param in cmd.params:
+            for opt in param.opts:
+                if opt.startswith("--") and opt != "--help":
+                    assert f"`{opt}" in doc or f"{opt}" in doc, (path, opt)

@@ -1,0 +1,172 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import natural_image
+from sr1step.colorfix import adain, apply_color_fix, wavelet, wavelet_lowpass
+from sr1step.engine import Engine, blend_ramp, pad_to_multiple, tile_starts
+from sr1step.generators.base import Generator
+
+
+class LocalSR(Generator):
+    """Translation-equivariant x2 SR net with a 3-pixel receptive radius (zero padding)."""
+
+    def __init__(self, multiple=1):
+        super().__init__()
+        torch.manual_seed(0)
+        self.scale = 2
+        self.pad_multiple = multiple
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 12, 3, padding=1))
+
+    def forward(self, lr, noise=None):
+        return F.pixel_shuffle(self.body(lr), 2) + F.interpolate(lr, scale_factor=2, mode="nearest")
+
+
+class NoisyLatentSR(Generator):
+    """A latent generator: 'encode' = identity-ish conv, 'denoise' = local conv + noise, 'decode' = x2."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.scale = 2
+        self.latent_ratio = 1
+        self.noise_channels = 1
+        self.noise_ratio = 1
+        self.enc = nn.Conv2d(3, 4, 1)
+        self.den = nn.Conv2d(5, 4, 3, padding=1)
+        self.dec = nn.Conv2d(4, 12, 1)
+
+    def encode(self, lr):
+        return self.enc(lr)
+
+    def denoise(self, cond, noise=None):
+        return self.den(torch.cat([cond, noise], 1))
+
+    def decode(self, z):
+        return F.pixel_shuffle(self.dec(z), 2)
+
+
+def _lr(h=70, w=53, seed=0):
+    img = natural_image(max(h, w), seed)[:h, :w]
+    return torch.from_numpy(img).permute(2, 0, 1)[None]
+
+
+def test_tile_starts_cover_and_snap():
+    assert tile_starts(10, 16, 4) == [0]
+    starts = tile_starts(100, 32, 8)
+    assert starts[0] == 0 and starts[-1] == 68
+    covered = np.zeros(100, bool)
+    for s in starts:
+        covered[s : s + 32] = True
+    assert covered.all()
+
+
+def test_blend_ramp_shape():
+    w = blend_ramp(32, 16, True, True)
+    assert torch.all(w[:4] == 0) and torch.all(w[-4:] == 0)  # outer quarter of the overlap
+    assert torch.all(w[16:16] == 1) and w[16] == 1
+    assert torch.all(torch.diff(w[:16]) >= 0)
+    assert torch.all(blend_ramp(32, 16, False, False) == 1)
+
+
+@pytest.mark.parametrize("tile, overlap, batch", [(24, 16, 1), (32, 12, 3), (20, 12, 64)])
+def test_tiled_equals_untiled_for_local_model(tile, overlap, batch):
+    lr = _lr()
+    model = LocalSR()
+    full = Engine(model, tile=0).run(lr)
+    tiled = Engine(model, tile=tile, tile_overlap=overlap, batch_size=batch).run(lr)
+    assert tiled.shape == full.shape == (1, 3, 140, 106)
+    assert (tiled - full).abs().max().item() < 1e-4
+
+
+def test_no_visible_seam():
+    lr = _lr(96, 96)
+    out = Engine(LocalSR(), tile=32, tile_overlap=16).run(lr)[0]
+    # Vertical jumps between adjacent output rows, at tile borders vs everywhere.
+    jumps = (out[:, 1:, :] - out[:, :-1, :]).abs().amax(dim=(0, 2))
+    borders = [2 * s - 1 for s in tile_starts(96, 32, 16)[1:]] + [2 * (s + 32) - 1 for s in tile_starts(96, 32, 16)[:-1]]
+    assert jumps[borders].max() <= jumps.max() + 1e-6
+    assert jumps[borders].max() <= jumps.quantile(0.999) + 1e-4
+
+
+def test_padding_to_multiple_and_unpad():
+    lr = _lr(37, 29)
+    model = LocalSR(multiple=16)
+    out = Engine(model, tile=0).run(lr)
+    assert out.shape == (1, 3, 74, 58)
+    tiled = Engine(model, tile=16, tile_overlap=8).run(lr)
+    assert tiled.shape == out.shape
+    x, (h, w) = pad_to_multiple(torch.zeros(1, 3, 5, 3), 8)  # too small for reflect -> replicate
+    assert x.shape == (1, 3, 8, 8) and (h, w) == (5, 3)
+
+
+def test_latent_tiling_matches_untiled_and_noise_is_seeded():
+    lr = _lr(48, 40)
+    model = NoisyLatentSR()
+    full = Engine(model, tile=0, seed=3).run(lr)
+    tiled = Engine(model, tile=16, tile_overlap=8, tile_space="latent", seed=3).run(lr)
+    assert (tiled - full).abs().max().item() < 1e-4
+    other_seed = Engine(model, tile=0, seed=4).run(lr)
+    assert (other_seed - full).abs().max().item() > 1e-3
+    pixel_tiled = Engine(model, tile=16, tile_overlap=8, tile_space="pixel", seed=3).run(lr)
+    assert (pixel_tiled - full).abs().max().item() < 1e-4
+
+
+def test_engine_validates_options():
+    with pytest.raises(ValueError, match="latent"):
+        Engine(LocalSR(), tile_space="latent")
+    with pytest.raises(ValueError, match="overlap"):
+        Engine(LocalSR(), tile=16, tile_overlap=16)
+
+
+def test_output_clamped_and_float32():
+    lr = _lr(16, 16) * 4 - 2
+    out = Engine(LocalSR()).run(lr)
+    assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 1
+
+
+def test_bf16_runs_on_cpu():
+    lr = _lr(16, 16)
+    out = Engine(LocalSR(), dtype=torch.bfloat16).run(lr)
+    ref = Engine(LocalSR()).run(lr)
+    assert (out - ref).abs().max() < 0.05
+
+
+def test_adain_matches_reference_statistics():
+    g = torch.Generator().manual_seed(0)
+    content = torch.rand(1, 3, 32, 32, generator=g)
+    ref = torch.rand(1, 3, 32, 32, generator=g) * 0.3 + 0.5
+    out = adain(content, ref)
+    torch.testing.assert_close(out.mean(dim=(2, 3)), ref.mean(dim=(2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=(2, 3)), ref.std(dim=(2, 3)), atol=1e-3, rtol=0)
+
+
+def test_wavelet_takes_low_from_reference_and_high_from_content():
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    smooth = (0.5 + 0.3 * torch.sin(x / 20)).expand(1, 3, 64, 64)
+    texture = 0.1 * torch.sign(torch.sin(x * math.pi / 2 + 0.1))[None, None].expand(1, 3, 64, 64)
+    content = smooth + 0.2 + texture  # colour shifted by 0.2, with texture
+    out = wavelet(content, smooth)
+    # Low frequencies now follow the reference, the texture stays.
+    assert (wavelet_lowpass(out) - wavelet_lowpass(smooth)).abs().mean() < 0.02
+    # Against an independent numpy a-trous blur (explicit shifts, replicate borders).
+    def np_lowpass(img, levels=5):
+        k = np.array([1.0, 2.0, 1.0]) / 4
+        low = img.astype(np.float64)
+        for i in range(levels):
+            d = 2**i
+            p = np.pad(low, ((0, 0), (d, d), (d, d)), mode="edge")
+            h, w = low.shape[1:]
+            low = sum(k[a] * k[b] * p[:, a * d : a * d + h, b * d : b * d + w] for a in range(3) for b in range(3))
+        return low
+
+    c, r = content[0].numpy(), smooth[0].numpy()
+    expected = c - np_lowpass(c) + np_lowpass(r)
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-5)
+    assert torch.equal(apply_color_fix(content, smooth, "none"), content)
+    with pytest.raises(ValueError):
+        apply_color_fix(content, smooth, "bogus")
