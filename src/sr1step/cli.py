@@ -185,16 +185,111 @@ def _not_yet(command: str, issue: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train(ctx: typer.Context) -> None:
-    """Train a model from HR images (arrives with the training engine)."""
-    raise _not_yet("train", "training-engine")
+TRAIN_HELP = {
+    "preset": "Named preset of the method (default: the method's paper preset; `tiny` runs on a CPU).",
+    "config": "TOML run config merged over the preset (method, [model], [data], [train]).",
+    "set": "Override one setting, e.g. --set train.lr=1e-4 --set data.gt_size=128 (repeatable).",
+    "data": "Training HR images: a folder, a .txt file list, or 'builtin' (photos from scikit-image).",
+    "output": "Run folder: config.toml, checkpoints/, logs/ (TensorBoard), samples/, export/.",
+    "max_steps": "Stop after this many optimizer steps.",
+    "resume": "Continue a run: 'latest' (newest checkpoint in --output) or a checkpoint folder.",
+    "device": "auto | cpu | cuda | mps (multi-GPU: `accelerate launch -m sr1step.cli train ...`).",
+    "print_config": "Print the resolved config as TOML and exit.",
+}
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def distill(ctx: typer.Context) -> None:
-    """Distill a multi-step teacher into a one-step student (arrives with the distillation methods)."""
-    raise _not_yet("distill", "distillation")
+def _train_command(kind, method, preset, config, overrides, data, output, max_steps, resume, device, print_config, teacher=None):
+    from .config import ConfigError, load_file
+    from .hub import WeightsNotFoundError
+    from .registry import get_method
+    from .training.config import resolve_run_config
+
+    try:
+        method_cls = get_method(method)
+    except ConfigError as err:
+        raise usage_error(str(err))
+    if method_cls.config_class is None:
+        raise usage_error(f"method {method!r} cannot be trained with sr1step {kind}")
+    if method_cls.needs_teacher != (kind == "distill"):
+        other = "distill" if method_cls.needs_teacher else "train"
+        raise usage_error(f"method {method!r} is trained with `sr1step {other}`")
+    name = preset or method_cls.default_preset
+    if name not in method_cls.presets:
+        from .config import unknown_name_error
+
+        raise usage_error(str(unknown_name_error(f"{method} preset", str(name), list(method_cls.presets))))
+    extra = list(overrides)
+    if data is not None:
+        extra.append(f'data.train="{data}"')
+    if max_steps is not None:
+        extra.append(f"train.max_steps={max_steps}")
+    if device is not None:
+        extra.append(f'train.device="{device}"')
+    if teacher is not None:
+        extra.append(f'model.teacher="{teacher}"')
+    try:
+        file_data = load_file(config) if config else None
+        if resume and config is None and (output / "config.toml").is_file():
+            file_data = load_file(output / "config.toml")  # a resumed run keeps its own config
+        run = resolve_run_config(method_cls.presets[name](), method_cls.config_class, file_data, extra)
+    except (ConfigError, OSError, ValueError) as err:
+        raise usage_error(str(err))
+    if print_config:
+        typer.echo(run.to_toml())
+        return
+    if not resume and (output / "checkpoints").is_dir() and any((output / "checkpoints").iterdir()):
+        raise usage_error(f"{output} already holds checkpoints; use --resume latest, or another --output")
+    from .training.trainer import Trainer
+
+    def on_log(step, logs):
+        parts = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if not k.startswith("lr/"))
+        console.print(f"step {step}/{run.train.max_steps} {parts}")
+
+    try:
+        trainer = Trainer(run, method_cls.build_recipe, output, log=console.print)
+        result = trainer.fit(resume=resume, on_log=on_log)
+    except (WeightsNotFoundError, FileNotFoundError) as err:
+        raise run_error(str(err))
+    except ValueError as err:
+        raise usage_error(str(err))
+    if result.interrupted:
+        raise typer.Exit(1)
+    console.print(f"exported weights: {result.export_dir}")
+
+
+@app.command()
+def train(
+    method: str = typer.Option(..., "--method", "-m", help="Method to train (e.g. resshift, d3sr)."),
+    output: Path = typer.Option(..., "--output", "-o", help=TRAIN_HELP["output"]),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
+    overrides: list[str] = typer.Option([], "--set", help=TRAIN_HELP["set"]),
+    data: Optional[str] = typer.Option(None, "--data", help=TRAIN_HELP["data"]),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help=TRAIN_HELP["max_steps"]),
+    resume: Optional[str] = typer.Option(None, "--resume", help=TRAIN_HELP["resume"]),
+    device: Optional[str] = typer.Option(None, "--device", help=TRAIN_HELP["device"]),
+    print_config: bool = typer.Option(False, "--print-config", help=TRAIN_HELP["print_config"]),
+) -> None:
+    """Train a model from HR images (degradations made on the fly); export weights for upscale."""
+    _train_command("train", method, preset, config, overrides, data, output, max_steps, resume, device, print_config)
+
+
+@app.command()
+def distill(
+    method: str = typer.Option(..., "--method", "-m", help="Distillation method (e.g. tadsr, rsd)."),
+    teacher: str = typer.Option(..., "--teacher", help="Teacher model: a model name, weight folder or file."),
+    output: Path = typer.Option(..., "--output", "-o", help=TRAIN_HELP["output"]),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
+    overrides: list[str] = typer.Option([], "--set", help=TRAIN_HELP["set"]),
+    data: Optional[str] = typer.Option(None, "--data", help=TRAIN_HELP["data"]),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help=TRAIN_HELP["max_steps"]),
+    resume: Optional[str] = typer.Option(None, "--resume", help=TRAIN_HELP["resume"]),
+    device: Optional[str] = typer.Option(None, "--device", help=TRAIN_HELP["device"]),
+    print_config: bool = typer.Option(False, "--print-config", help=TRAIN_HELP["print_config"]),
+) -> None:
+    """Distill a multi-step teacher into a one-step student (same options as train, plus --teacher)."""
+    _train_command("distill", method, preset, config, overrides, data, output, max_steps, resume, device, print_config, teacher)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -300,6 +300,11 @@ def save_image(path: str | Path, rgb: np.ndarray, like: LoadedImage, *, alpha=No
     write_atomic(path, data)
 
 
+def save_png(path: str | Path, rgb: np.ndarray) -> None:
+    """Atomic 8-bit RGB PNG of float (H, W, 3) in [0, 1] (samples, previews)."""
+    write_atomic(path, encode_image(rgb, ".png"))
+
+
 def list_images(root: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
     """Image files under ``root`` (sorted), skipping hidden files and the ``exclude`` folder."""
     if root.is_file():

@@ -9,7 +9,7 @@ bicubic-upsampled LR, eta_t an increasing schedule, kappa the noise scale.
                              kappa^2 eta_{t-1}/eta_t alpha_t I)         (posterior)
 
 The network sees ``x_t / sqrt(kappa^2 eta_t + 1)`` (latent models; pixel models divide by
-``3 kappa sqrt(eta_t) + 1``) and predicts x0.
+``3 kappa sqrt(eta_t) + 1``) and predicts x0 (every released model), or the residual y - x0.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ class ResShiftScheduleConfig:
     latent: bool = True  # input scaling for latent (vs pixel-space) models
     normalize_input: bool = True
     sample_steps: int | None = None  # respaced sampling chain (official ``timestep_respacing``)
+    predict: Literal["xstart", "residual"] = "xstart"  # network output: x0, or y - x0 (official options)
 
 
 def eta_schedule(steps: int, kappa: float, min_noise_level: float, etas_end: float, power: float) -> np.ndarray:
@@ -114,8 +116,11 @@ class ResShiftSchedule:
         """The noise that, with x0, gives x_t under ``q_sample``."""
         return (x_t - x0 - self._at(self.etas, t, x_t) * (y - x0)) / self._at(self.kappa * self.sqrt_etas, t, x_t)
 
-    def predict_x0(self, model_fn: ModelFn, x_t: torch.Tensor, t: torch.Tensor, clip: bool = False) -> torch.Tensor:
-        x0 = model_fn(self.scale_input(x_t, t), self.model_timesteps(t))
+    def x0_from_output(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y - out if self.config.predict == "residual" else out
+
+    def predict_x0(self, model_fn: ModelFn, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, clip: bool = False) -> torch.Tensor:
+        x0 = self.x0_from_output(model_fn(self.scale_input(x_t, t), self.model_timesteps(t)), y)
         return x0.clamp(-1, 1) if clip else x0
 
     def ancestral_step(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -150,7 +155,7 @@ class ResShiftSchedule:
         n_calls = self.num_steps if steps is None else steps
         for i, step in enumerate(reversed(range(self.num_steps))):
             t = torch.full((y.shape[0],), step, dtype=torch.long, device=y.device)
-            x0 = self.predict_x0(model_fn, x, t, clip)
+            x0 = self.predict_x0(model_fn, x, y, t, clip)
             if i + 1 == n_calls or step == 0:
                 return x0
             if sampler == "ddim":

@@ -8,11 +8,70 @@ next to safetensors files, so a folder always says which method and network it i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
 
 from ..generators.base import Generator
 from ..hub import ModelCard, WeightsNotFoundError, resolve_weights
+
+if TYPE_CHECKING:
+    from ..training.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimizer's turn in a training step.
+
+    ``network`` names the entry of ``Recipe.networks()`` whose parameters this phase updates.
+    A phase runs ``repeats`` optimizer steps; the first reuses the step's shared micro-batches
+    (and their per-batch ``state``) unless ``fresh_batch``, the others draw new ones.
+    """
+
+    name: str
+    network: str
+    repeats: int = 1
+    fresh_batch: bool = False
+
+
+@dataclass
+class Batch:
+    hr: torch.Tensor  # (B, 3, H, W) in [0, 1]
+    lr: torch.Tensor  # (B, 3, H/s, W/s) in [0, 1]
+
+
+class Recipe(nn.Module):
+    """A training recipe: trainable networks, phases and their losses.
+
+    The trainer owns the loop (optimizers, mixed precision, accumulation, EMA of
+    ``networks()["generator"]``, checkpoints, validation); a recipe only says what to optimize
+    and how to compute each phase's loss. Randomness inside ``loss`` uses the global torch RNG,
+    which the trainer seeds from (seed, step) so resumed runs repeat exactly.
+    """
+
+    phases: tuple[Phase, ...] = (Phase("generator", "generator"),)
+
+    def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def bind(self, prepared: dict[str, nn.Module]) -> None:
+        """Receive the networks as wrapped by the trainer (DDP); use them in ``loss``."""
+        self.wrapped = prepared
+
+    def loss(self, phase: str, batch: Batch, state: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def generator(self) -> Generator:
+        """The inference generator built on the current weights (validation, export)."""
+        raise NotImplementedError
+
+    def export(self, folder: Path, extra: dict) -> Path:
+        """Write the generator as a weight folder that ``sr1step upscale --weights`` loads."""
+        raise NotImplementedError
 
 
 class Method:
@@ -21,6 +80,15 @@ class Method:
     default_model: ClassVar[str | None] = None  # model card used when --weights is not given
     card_methods: ClassVar[tuple[str, ...]] = ()  # card "method" values this method can load
     multistep: ClassVar[bool] = False  # honours --steps
+    # Training (methods without these cannot be trained):
+    config_class: ClassVar[type | None] = None  # the [model] section of a run config
+    presets: ClassVar[dict[str, Callable[[], RunConfig]]] = {}
+    default_preset: ClassVar[str | None] = None
+    needs_teacher: ClassVar[bool] = False  # trained with `sr1step distill`
+
+    @classmethod
+    def build_recipe(cls, run: RunConfig) -> Recipe:
+        raise ValueError(f"method {cls.name!r} cannot be trained")
 
     @classmethod
     def load_generator(

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
 
 from ..diffusion.resshift import ResShiftScheduleConfig
 from ..config import apply_overrides, from_dict, unknown_name_error
@@ -16,8 +21,9 @@ from ..generators.resshift import FORMAT, ResShiftConfig, ResShiftGenerator
 from ..hub import ModelCard, WeightsNotFoundError, converted_dir, download_card, get_card
 from ..nets.autoencoders import AutoencoderConfig, convert_ldm_vq_state_dict
 from ..nets.resshift_unet import ResShiftUNetConfig, load_official_state
+from ..training.config import DataConfig, RunConfig, TrainConfig
 from ..weights import load_state_dict
-from .base import Method, read_folder_config
+from .base import Method, Recipe, read_folder_config
 
 VQ_CARD = "resshift-vq-f4"
 
@@ -41,7 +47,8 @@ PRESETS: dict[str, ResShiftConfig] = {
             mlp_ratio=2.0,
             lq_size=16,
         ),
-        schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2, latent=False),
+        # residual parameterisation: the tiny net starts at bicubic and learns details in minutes
+        schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2, latent=False, predict="residual"),
         autoencoder=AutoencoderConfig(kind="pixel"),
     ),
     # The same tiny UNet on a tiny VQ-f4 (the production latent path).
@@ -114,6 +121,140 @@ def convert_resshift_card(card: ModelCard, files: dict[str, Path], out: Path) ->
     gen.save_folder(out, card.method, {"source": card.source_url, "license": card.license, "model": card.name})
 
 
+# --- training -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResShiftTraining:
+    """The [model] section of a ResShift training run."""
+
+    network: ResShiftConfig = PRESETS["realsr-v3"]
+    autoencoder_weights: str = VQ_CARD  # model card, file, or "random" (smoke tests only)
+    init_weights: str = ""  # start from a ResShift model (card, folder or file) instead of scratch
+    lpips_weight: float = 0.0  # v3/bicsr: 1.0, LPIPS(VGG) on the decoded x0 prediction
+    lpips_net: Literal["vgg", "alex"] = "vgg"
+
+
+class ResShiftRecipe(Recipe):
+    """x0-prediction MSE in latent space at t ~ U{0..T-1} (+ optional LPIPS), as ResShift trains."""
+
+    def __init__(self, run: RunConfig):
+        super().__init__()
+        cfg: ResShiftTraining = run.model
+        if run.data.scale != cfg.network.scale:
+            raise ValueError(f"data.scale ({run.data.scale}) must equal the network scale ({cfg.network.scale})")
+        self.gen = ResShiftGenerator(dataclasses.replace(cfg.network, steps=None))
+        if cfg.init_weights:
+            self.gen.load_state_dict(ResShift.load_generator(cfg.init_weights).state_dict())
+        else:
+            if self.gen.autoencoder.vq is not None and cfg.autoencoder_weights != "random":
+                state = load_state_dict(_weights_file(cfg.autoencoder_weights))
+                if any(k.startswith("encoder.down.") for k in state):  # official layout
+                    state = convert_ldm_vq_state_dict(state, len(cfg.network.autoencoder.ch_mult))
+                self.gen.autoencoder.vq.load_state_dict(state, strict=True)
+            if cfg.network.schedule.predict == "residual":
+                # From scratch with the residual parameterisation: a zero output conv starts at bicubic.
+                torch.nn.init.zeros_(self.gen.unet.out[2].weight)
+                torch.nn.init.zeros_(self.gen.unet.out[2].bias)
+        self.gen.autoencoder.requires_grad_(False).eval()
+        self.lpips_weight = cfg.lpips_weight
+        self.lpips = None
+        if cfg.lpips_weight > 0:
+            from ..metrics import create_metric
+
+            self.lpips = create_metric(f"lpips-{cfg.lpips_net}" if cfg.lpips_net == "vgg" else "lpips", as_loss=True)
+            self.lpips.requires_grad_(False)
+
+    def networks(self):
+        return {"generator": self.gen.unet}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.gen.autoencoder.eval()  # frozen, always in eval mode
+        return self
+
+    def loss(self, phase, batch, state):
+        gen, sched = self.gen, self.gen.schedule
+        y = batch.lr * 2 - 1
+        with torch.no_grad():
+            up = F.interpolate(y, scale_factor=gen.scale, mode="bicubic")
+            z0 = gen.autoencoder.encode(batch.hr * 2 - 1)
+            z_y = gen.autoencoder.encode(up)
+        lq = y if gen.latent_ratio == 1 else up
+        t = torch.randint(0, sched.num_steps, (z0.shape[0],), device=z0.device)
+        x_t = sched.q_sample(z0, z_y, t, torch.randn_like(z0))
+        out = self.wrapped["generator"](sched.scale_input(x_t, t), sched.model_timesteps(t), lq)
+        pred = sched.x0_from_output(out, z_y)
+        mse = F.mse_loss(pred.float(), z0.float())
+        logs = {"mse": mse.item()}
+        loss = mse
+        if self.lpips is not None:
+            image = gen.autoencoder.decode(pred).clamp(-1, 1)
+            lp = self.lpips((image + 1) / 2, batch.hr).mean()
+            loss = loss + self.lpips_weight * lp
+            logs["lpips"] = lp.item()
+        return loss, logs
+
+    def generator(self):
+        return self.gen
+
+    def export(self, folder, extra):
+        return self.gen.save_folder(folder, "resshift", extra)
+
+
+def _weights_file(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    card = get_card(spec)
+    return download_card(card)[card.files[0]]
+
+
+def _resshift_run(network: str, model: dict, data: dict, train: dict) -> RunConfig:
+    return RunConfig(
+        "resshift",
+        ResShiftTraining(network=PRESETS[network], **model),
+        DataConfig(**data),
+        TrainConfig(**train),
+    )
+
+
+TRAIN_PRESETS = {
+    # 2 CPU cores, a few minutes: tiny pixel-space network on the built-in photos, bicubic x4.
+    "tiny": lambda: _resshift_run(
+        "tiny",
+        {},
+        dict(degradation="bicubic", gt_size=64, crop_pad_size=64, val_size=64, val_count=8, cache_images=True),
+        dict(max_steps=300, batch_size=8, lr=5e-4, warmup_steps=20, ema_decay=0.99, validate_every=100,
+             checkpoint_every=100, log_every=10, device="auto", sample_images=4),
+    ),
+    # The same on a tiny random VQ-f4: exercises the latent path (not meant to learn much).
+    "tiny-vq": lambda: _resshift_run(
+        "tiny-vq",
+        {"autoencoder_weights": "random"},
+        dict(degradation="realesrgan", gt_size=64, crop_pad_size=80, val_size=64, val_count=4, cache_images=True),
+        dict(max_steps=50, batch_size=4, lr=2e-4, ema_decay=0.99, validate_every=0, checkpoint_every=50, sample_images=2),
+    ),
+    # NeurIPS v1 (configs/realsr_swinunet_realesrgan256.yaml): 8 GPUs x 8; one GPU: train.grad_accum = 8.
+    "realsr-v1": lambda: _resshift_run(
+        "realsr-v1",
+        {},
+        dict(degradation="realesrgan", gt_size=256, crop_pad_size=300, val_size=256),
+        dict(max_steps=300_000, batch_size=8, lr=5e-5, warmup_steps=5000, ema_decay=0.999, mixed_precision="fp16",
+             validate_every=10_000, checkpoint_every=10_000),
+    ),
+    # Journal v3 (configs/realsr_swinunet_realesrgan256_journal.yaml): MSE + LPIPS, cosine after warm-up,
+    # total batch 96 (8 GPUs x 12).
+    "realsr-v3": lambda: _resshift_run(
+        "realsr-v3",
+        {"lpips_weight": 1.0},
+        dict(degradation="realesrgan", gt_size=256, crop_pad_size=300, val_size=256),
+        dict(max_steps=400_000, batch_size=12, lr=5e-5, warmup_steps=5000, lr_schedule="cosine", ema_decay=0.999,
+             mixed_precision="fp16", validate_every=10_000, checkpoint_every=10_000),
+    ),
+}
+
+
 class ResShift(Method):
     name = "resshift"
     summary = "ResShift (NeurIPS 2023 / TPAMI 2024): residual-shifting diffusion, 4 or 15 steps"
@@ -121,6 +262,13 @@ class ResShift(Method):
     card_methods = ("resshift",)
     multistep = True
     one_step = False
+    config_class = ResShiftTraining
+    presets = TRAIN_PRESETS
+    default_preset = "realsr-v3"
+
+    @classmethod
+    def build_recipe(cls, run: RunConfig) -> Recipe:
+        return ResShiftRecipe(run)
 
     @classmethod
     def configure(cls, cfg: ResShiftConfig) -> ResShiftConfig:
@@ -168,3 +316,6 @@ class SinSR(ResShift):
     card_methods = ("sinsr",)
     multistep = False
     one_step = True
+    config_class = None  # SinSR is trained by distillation, not by this recipe
+    presets = {}
+    default_preset = None

@@ -1,0 +1,75 @@
+"""Training checkpoints: atomic folders, last-N pruning, exact resume.
+
+``checkpoints/checkpoint-0000100/`` holds ``networks/<name>.safetensors``, the optimizer,
+scheduler and EMA states (``torch.save`` of tensors and plain containers, read back with
+``weights_only=True``) and ``trainer.json``. A checkpoint is written under a temporary name and
+renamed, so a crash never leaves a half-written one that ``--resume latest`` would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..weights import load_state_dict, save_safetensors
+
+PREFIX = "checkpoint-"
+
+
+def _checkpoints(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def save_checkpoint(root: Path, step: int, networks: dict, optimizers: dict, schedulers: dict, ema, keep: int, meta: dict) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:07d}"
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "networks").mkdir(parents=True)
+    for name, net in networks.items():
+        save_safetensors(net.state_dict(), tmp / "networks" / f"{name}.safetensors")
+    torch.save({k: o.state_dict() for k, o in optimizers.items()}, tmp / "optimizers.pt")
+    torch.save({k: s.state_dict() for k, s in schedulers.items()}, tmp / "schedulers.pt")
+    if ema is not None:
+        torch.save(ema.state_dict(), tmp / "ema.pt")
+    (tmp / "trainer.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in _checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(root: Path, spec: str) -> Path:
+    """``latest`` (the newest under ``root``) or a checkpoint folder path."""
+    if spec == "latest":
+        found = _checkpoints(root)
+        if not found:
+            raise FileNotFoundError(f"no checkpoint to resume from in {root}")
+        return found[-1]
+    path = Path(spec).expanduser()
+    if not (path / "trainer.json").is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint folder (no trainer.json)")
+    return path
+
+
+def load_checkpoint(path: Path, networks: dict, optimizers: dict, schedulers: dict, ema) -> int:
+    for name, net in networks.items():
+        net.load_state_dict(load_state_dict(path / "networks" / f"{name}.safetensors"), strict=True)
+    opt_states = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
+    for name, opt in optimizers.items():
+        opt.load_state_dict(opt_states[name])
+    sched_states = torch.load(path / "schedulers.pt", map_location="cpu", weights_only=True)
+    for name, sched in schedulers.items():
+        sched.load_state_dict(sched_states[name])
+    if ema is not None:
+        ema.load_state_dict(torch.load(path / "ema.pt", map_location="cpu", weights_only=True))
+    return json.loads((path / "trainer.json").read_text())["step"]

@@ -1,0 +1,109 @@
+"""Run configuration: method-specific model config + data + training loop settings.
+
+A run config is TOML (``method = ...`` then ``[model]``, ``[data]``, ``[train]`` tables). It is
+built from a named preset of the method, then a ``--config`` file, then ``--set key=value``
+overrides, each checked against the dataclass types. The resolved config is written next to
+every run and every export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..config import ConfigError, from_dict, merge, overrides_to_dict, to_dict, to_toml
+from ..data.degradations import RealESRGANConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str = "builtin"  # a folder of HR images (recursive), a .txt list of paths, or "builtin"
+    val: str = "builtin"  # "builtin", a paired folder (HR/ + LR/), an HR folder (LR synthesised), or ""
+    scale: int = 4
+    gt_size: int = 256  # HR training crop
+    crop_pad_size: int = 300  # HR crop before degradation (blur borders), then a gt_size crop
+    degradation: Literal["realesrgan", "bicubic"] = "realesrgan"
+    realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
+    flip: bool = True
+    cache_images: bool = False  # keep decoded training images in memory (small sets)
+    num_workers: int = 0
+    val_size: int = 256  # HR crop size of synthesised validation pairs
+    val_count: int = 8
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 8  # per process and micro-batch
+    grad_accum: int = 1
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # 0 = no clipping
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    ema_decay: float = 0.999  # 0 = no EMA
+    gradient_checkpointing: bool = False
+    seed: int = 123456
+    device: str = "auto"  # auto | cpu | cuda | mps (accelerate picks the GPU of each process)
+    log_every: int = 10
+    validate_every: int = 500  # 0 = only at the end
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    sample_images: int = 4  # validation images written to samples/ each validation
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str
+    model: Any  # the method's own config dataclass
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "model": to_dict(self.model), "data": to_dict(self.data), "train": to_dict(self.train)}
+
+    def to_toml(self) -> str:
+        return to_toml(_drop_none(self.to_dict()))
+
+
+def _drop_none(d):
+    if isinstance(d, dict):
+        return {k: _drop_none(v) for k, v in d.items() if v is not None}
+    return d
+
+
+def run_config_from_dict(data: dict, model_class: type) -> RunConfig:
+    unknown = set(data) - {"method", "model", "data", "train"}
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected method, model, data, train")
+    return RunConfig(
+        method=data["method"],
+        model=from_dict(model_class, data.get("model", {}), "model"),
+        data=from_dict(DataConfig, data.get("data", {}), "data"),
+        train=from_dict(TrainConfig, data.get("train", {}), "train"),
+    )
+
+
+def resolve_run_config(base: RunConfig, model_class: type, file_data: dict | None, overrides: list[str]) -> RunConfig:
+    """preset -> config file -> ``--set`` overrides (each level type-checked)."""
+    merged = base.to_dict()
+    if file_data:
+        if file_data.get("method", base.method) != base.method:
+            raise ConfigError(f"the config file is for method {file_data['method']!r}, not {base.method!r}")
+        merged = merge(merged, file_data)
+    merged = merge(merged, overrides_to_dict(overrides))
+    return run_config_from_dict(merged, model_class)
+
+
+def replace_section(cfg: RunConfig, section: str, **changes) -> RunConfig:
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)})
+
+
+def save_run_config(cfg: RunConfig, path: Path) -> None:
+    from ..imageio import write_atomic
+
+    write_atomic(path, cfg.to_toml().encode())

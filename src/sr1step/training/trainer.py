@@ -1,0 +1,375 @@
+"""The one training loop behind ``sr1step train`` and ``sr1step distill``.
+
+On accelerate: one process or many (``accelerate launch``), mixed precision, gradient
+accumulation, one AdamW per phase, EMA of the generator, learning-rate warm-up. Every step is a
+pure function of (seed, step): the data stream, the degradation draws and the global torch RNG
+are re-seeded from them, so ``--resume`` continues bit for bit. Checkpoints are written to a
+temporary folder and renamed; Ctrl-C finishes the current step, saves and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..data.datasets import HRCrops, PairedSet, StreamSampler, load_paired_folder, resolve_image_list, synthesize_pairs
+from ..data.degradations import BicubicDegradation, RealESRGANDegradation
+from ..engine import Engine
+from ..methods.base import Batch, Recipe
+from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .config import RunConfig, save_run_config
+
+
+def mix_seed(*keys: int) -> int:
+    """A 62-bit seed from integers (stable across runs and platforms)."""
+    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0] >> 2)
+
+
+@dataclass
+class TrainResult:
+    export_dir: Path
+    steps: int
+    history: list[dict] = field(default_factory=list)  # logged training metrics
+    validations: list[dict] = field(default_factory=list)  # psnr/ssim per validation
+    interrupted: bool = False
+
+
+class _StopFlag:
+    """First Ctrl-C: finish the step, save, exit. Second: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if sys.platform != "win32" and _is_main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def make_degradation(run: RunConfig):
+    if run.data.degradation == "bicubic":
+        return BicubicDegradation(run.data.scale)
+    cfg = run.data.realesrgan
+    if cfg.scale != run.data.scale:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, scale=run.data.scale)
+    return RealESRGANDegradation(cfg)
+
+
+def build_validation_set(run: RunConfig, degrade) -> PairedSet | None:
+    source = run.data.val
+    if not source:
+        return None
+    if source != "builtin" and (Path(source) / "LR").is_dir():
+        return load_paired_folder(source, run.data.scale)
+    files = resolve_image_list(source, split="val")
+    return synthesize_pairs(files, degrade, run.data.scale, run.data.val_size, run.data.val_count, seed=run.train.seed)
+
+
+def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+    return f
+
+
+class Trainer:
+    def __init__(self, run: RunConfig, recipe_factory: Callable[[RunConfig], Recipe], output: Path, log: Callable[[str], None] = print):
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
+
+        self.run = run
+        self.output = Path(output)
+        self.log = log
+        cfg = run.train
+        if cfg.device not in ("auto", "cpu", "cuda", "mps"):
+            raise ValueError(f"unknown training device {cfg.device!r}; use auto, cpu, cuda or mps (cuda:N: use CUDA_VISIBLE_DEVICES)")
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("train.device = cuda, but CUDA is not available here")
+        self.acc = Accelerator(
+            cpu=cfg.device == "cpu",
+            mixed_precision=cfg.mixed_precision,
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(project_dir=str(self.output), logging_dir=str(self.output / "logs")),
+        )
+        self.device = self.acc.device
+        torch.manual_seed(mix_seed(cfg.seed, 0xC0FFEE))  # the same seed gives the same initial weights
+        self.recipe = recipe_factory(run).to(self.device)
+        self.nets = self.recipe.networks()
+        if cfg.gradient_checkpointing:
+            for net in self.nets.values():
+                if hasattr(net, "gradient_checkpointing"):
+                    net.gradient_checkpointing = True
+                elif hasattr(net, "enable_gradient_checkpointing"):
+                    net.enable_gradient_checkpointing()
+        self.optimizers, self.schedulers = {}, {}
+        for phase in self.recipe.phases:
+            params = [p for p in self.nets[phase.network].parameters() if p.requires_grad]
+            if not params:
+                raise ValueError(f"phase {phase.name!r}: network {phase.network!r} has no trainable parameters")
+            opt = torch.optim.AdamW(params, lr=self.phase_lr(phase.name), betas=cfg.betas, weight_decay=cfg.weight_decay)
+            self.optimizers[phase.name] = opt
+            self.schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.lr_schedule, cfg.warmup_steps, cfg.max_steps))
+        names = list(self.nets)
+        prepared = self.acc.prepare(*[self.nets[n] for n in names], *self.optimizers.values())
+        prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
+        self.recipe.bind(dict(zip(names, prepared[: len(names)])))
+        self.optimizers = dict(zip(self.optimizers, prepared[len(names) :]))
+        self.ema = None
+        if cfg.ema_decay > 0:
+            from diffusers.training_utils import EMAModel
+
+            self.ema = EMAModel(self.nets["generator"].parameters(), decay=cfg.ema_decay)
+            self.ema.to(self.device)
+        self.degrade = make_degradation(run)
+        shared_draws = 1 + sum(p.repeats if p.fresh_batch else p.repeats - 1 for p in self.recipe.phases)
+        self.micro_per_step = cfg.grad_accum * shared_draws
+        self.step = 0
+
+    def phase_lr(self, phase: str) -> float:
+        return getattr(self.recipe, "phase_lrs", {}).get(phase, self.run.train.lr)
+
+    # --- data -----------------------------------------------------------------------------------
+
+    def _loader(self, start_step: int):
+        cfg, data = self.run.train, self.run.data
+        files = resolve_image_list(data.train, split="train")
+        crops = HRCrops(files, max(data.crop_pad_size, data.gt_size), seed=cfg.seed, flip=data.flip, cache=data.cache_images)
+        start = start_step * self.micro_per_step * cfg.batch_size * self.acc.num_processes
+        sampler = StreamSampler(start, self.acc.process_index, self.acc.num_processes)
+        loader = DataLoader(crops, batch_size=cfg.batch_size, sampler=sampler, num_workers=data.num_workers, drop_last=True)
+        return iter(loader)
+
+    def _next_batch(self, it, step: int, draw: int) -> Batch:
+        data = self.run.data
+        hr = next(it).to(self.device, non_blocking=True)
+        g = torch.Generator().manual_seed(mix_seed(self.run.train.seed, step, self.acc.process_index, draw))
+        lr = self.degrade(hr, g)
+        size, s = data.gt_size, data.scale
+        if hr.shape[-1] > size:  # paired random crop after the degradation (no blur borders)
+            lr_size = size // s
+            y = int(torch.randint(0, lr.shape[-2] - lr_size + 1, (1,), generator=g))
+            x = int(torch.randint(0, lr.shape[-1] - lr_size + 1, (1,), generator=g))
+            lr = lr[..., y : y + lr_size, x : x + lr_size]
+            hr = hr[..., y * s : y * s + size, x * s : x * s + size]
+        return Batch(hr=hr.contiguous(), lr=lr.contiguous())
+
+    # --- one step ---------------------------------------------------------------------------------
+
+    def _train_step(self, it, step: int) -> dict[str, float]:
+        cfg = self.run.train
+        torch.manual_seed(mix_seed(cfg.seed, step, self.acc.process_index, 99))
+        draw = 0
+
+        def draw_batches():
+            nonlocal draw
+            out = [self._next_batch(it, step, draw + i) for i in range(cfg.grad_accum)]
+            draw += cfg.grad_accum
+            return out
+
+        shared = draw_batches()
+        states: list[dict] = [{} for _ in shared]
+        logs: dict[str, float] = {}
+        for net in self.nets.values():
+            net.train()
+        for phase in self.recipe.phases:
+            net = self.nets[phase.network]
+            opt = self.optimizers[phase.name]
+            for rep in range(phase.repeats):
+                fresh = phase.fresh_batch or rep > 0
+                batches = draw_batches() if fresh else shared
+                batch_states = [{} for _ in batches] if fresh else states
+                opt.zero_grad(set_to_none=True)
+                for i, (batch, state) in enumerate(zip(batches, batch_states)):
+                    last = i == len(batches) - 1
+                    with contextlib.ExitStack() as stack:
+                        if not last:
+                            for wrapped in self.recipe.wrapped.values():
+                                stack.enter_context(self.acc.no_sync(wrapped))
+                        with self.acc.autocast():
+                            loss, parts = self.recipe.loss(phase.name, batch, state)
+                        self.acc.backward(loss / len(batches))
+                    for k, v in parts.items():
+                        logs[f"{phase.name}/{k}"] = logs.get(f"{phase.name}/{k}", 0.0) + v / len(batches) / phase.repeats
+                if cfg.grad_clip > 0:
+                    self.acc.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg.grad_clip)
+                opt.step()
+                self.schedulers[phase.name].step()
+        if self.ema is not None:
+            self.ema.step(self.nets["generator"].parameters())
+        for phase in self.recipe.phases:
+            logs[f"lr/{phase.name}"] = self.schedulers[phase.name].get_last_lr()[0]
+        return logs
+
+    # --- validation and export ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        params = list(self.nets["generator"].parameters())
+        if self.ema is None:
+            yield
+            return
+        self.ema.store(params)
+        self.ema.copy_to(params)
+        try:
+            yield
+        finally:
+            self.ema.restore(params)
+
+    @torch.no_grad()
+    def validate(self, valset: PairedSet, step: int) -> dict:
+        from ..imageio import save_png
+        from ..metrics import create_metric
+
+        psnr, ssim = create_metric("psnr"), create_metric("ssim")
+        for net in self.nets.values():
+            net.eval()
+        scores = {"psnr": [], "ssim": [], "psnr_bicubic": [], "ssim_bicubic": []}
+        folder = self.output / "samples" / f"step-{step:07d}"
+        with self.ema_weights():
+            engine = Engine(self.recipe.generator(), device=self.device, dtype=torch.float32, seed=0)
+            for i, pair in enumerate(valset.pairs):
+                sr = engine.run(pair.lr[None])
+                bic = F.interpolate(pair.lr[None], scale_factor=self.run.data.scale, mode="bicubic").clamp(0, 1)
+                if pair.hr is not None:
+                    hr = pair.hr[None]
+                    scores["psnr"].append(psnr(sr, hr).item())
+                    scores["ssim"].append(ssim(sr, hr).item())
+                    scores["psnr_bicubic"].append(psnr(bic, hr).item())
+                    scores["ssim_bicubic"].append(ssim(bic, hr).item())
+                if i < self.run.train.sample_images:
+                    panels = [bic[0], sr[0]] + ([pair.hr] if pair.hr is not None else [])
+                    save_png(folder / f"{pair.name}.png", torch.cat(panels, dim=2).permute(1, 2, 0).numpy())
+        for net in self.nets.values():
+            net.train()
+        return {k: float(np.mean(v)) for k, v in scores.items() if v}
+
+    def export(self) -> Path:
+        folder = self.output / "export"
+        with self.ema_weights():
+            self.recipe.export(folder, {"train_steps": self.step, "method": self.run.method})
+        save_run_config(self.run, folder / "train_config.toml")
+        return folder
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(
+            self.output / "checkpoints",
+            self.step,
+            {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()},
+            self.optimizers,
+            self.schedulers,
+            self.ema,
+            keep=self.run.train.keep_checkpoints,
+            meta={"method": self.run.method},
+        )
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def fit(self, resume: str | None = None, on_log: Callable[[int, dict], None] | None = None) -> TrainResult:
+        cfg = self.run.train
+        main = self.acc.is_main_process
+        if main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            save_run_config(self.run, self.output / "config.toml")
+        if resume:
+            path = find_checkpoint(self.output / "checkpoints", resume)
+            self.step = load_checkpoint(
+                path, {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()}, self.optimizers, self.schedulers, self.ema
+            )
+            self.log(f"resumed from {path} at step {self.step}")
+        self.acc.init_trackers("sr1step", config=_flat_config(self.run.to_dict()))
+        degrade_val = BicubicDegradation(self.run.data.scale) if self.run.data.degradation == "bicubic" else self.degrade
+        valset = build_validation_set(self.run, degrade_val) if main else None
+        if valset is not None:
+            for name, reason in valset.problems:
+                self.log(f"validation: skipping {name}: {reason}")
+        result = TrainResult(self.output / "export", self.step)
+        it = self._loader(self.step)
+        t0, steps_timed = time.perf_counter(), 0
+        with _StopFlag() as stop:
+            while self.step < cfg.max_steps:
+                logs = self._train_step(it, self.step)
+                self.step += 1
+                steps_timed += 1
+                if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
+                    logs["it_per_s"] = steps_timed / max(time.perf_counter() - t0, 1e-9)
+                    t0, steps_timed = time.perf_counter(), 0
+                    self.acc.log(logs, step=self.step)
+                    result.history.append({"step": self.step, **logs})
+                    if on_log is not None and main:
+                        on_log(self.step, logs)
+                final = self.step == cfg.max_steps
+                if main and valset is not None and ((cfg.validate_every and self.step % cfg.validate_every == 0) or final):
+                    scores = self.validate(valset, self.step)
+                    self.acc.log({f"val/{k}": v for k, v in scores.items()}, step=self.step)
+                    result.validations.append({"step": self.step, **scores})
+                    self.log(_format_scores(self.step, scores))
+                if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or final or stop.requested:
+                    self.acc.wait_for_everyone()
+                    if main:
+                        self.checkpoint()
+                if stop.requested:
+                    result.interrupted = True
+                    self.log(f"interrupted at step {self.step}; checkpoint saved. Continue with --resume latest")
+                    break
+        self.acc.wait_for_everyone()
+        if main and not result.interrupted:
+            result.export_dir = self.export()
+        self.acc.end_training()
+        result.steps = self.step
+        return result
+
+
+def _format_scores(step: int, s: dict) -> str:
+    if "psnr" not in s:
+        return f"step {step}: validation images written"
+    return (
+        f"step {step}: val PSNR-Y {s['psnr']:.2f} dB (bicubic {s['psnr_bicubic']:.2f}), "
+        f"SSIM-Y {s['ssim']:.4f} (bicubic {s['ssim_bicubic']:.4f})"
+    )
+
+
+def _flat_config(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_config(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)):
+            out[key] = v
+        elif v is not None:
+            out[key] = str(v)
+    return out

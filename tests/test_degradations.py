@@ -1,0 +1,143 @@
+"""Degradation pipeline: kernels, stages move the image the expected way, seeds reproduce."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import natural_image
+from sr1step.data.degradations import (
+    BicubicDegradation,
+    RealESRGANConfig,
+    RealESRGANDegradation,
+    add_gaussian_noise,
+    add_poisson_noise,
+    anisotropic_kernel,
+    filter2d,
+    random_kernel,
+    sinc_kernel,
+)
+from sr1step.data.jpeg import jpeg, quant_tables
+
+
+def _hr(b=2, size=64):
+    return torch.stack([torch.from_numpy(natural_image(size, s)).permute(2, 0, 1) for s in range(b)])
+
+
+def _highfreq(x):
+    """Energy of the Laplacian-like residual, away from the borders."""
+    return (x - torch.nn.functional.avg_pool2d(x, 3, 1, 1))[..., 2:-2, 2:-2].pow(2).mean().item()
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "generalized", "plateau"])
+def test_kernels_sum_to_one_and_are_centred(kind):
+    k = anisotropic_kernel(21, 2.0, 1.0, 0.7, kind, beta=1.5)
+    assert k.shape == (21, 21) and k.sum().item() == pytest.approx(1.0, abs=1e-12)
+    assert k.argmax().item() == 10 * 21 + 10 and torch.all(k >= 0)
+    # point symmetric
+    assert torch.allclose(k, k.flip(0).flip(1))
+
+
+def test_anisotropic_orientation_and_isotropy():
+    iso = anisotropic_kernel(15, 2.0, 2.0, 0.3)
+    assert torch.allclose(iso, iso.T, atol=1e-12)
+    wide = anisotropic_kernel(15, 3.0, 0.5, 0.0)  # elongated along x (columns)
+    assert wide[7, :].sum() > wide[:, 7].sum()
+    rot = anisotropic_kernel(15, 3.0, 0.5, math.pi / 2)
+    assert torch.allclose(rot, wide.T, atol=1e-10)
+
+
+def test_gaussian_kernel_matches_closed_form():
+    k = anisotropic_kernel(11, 1.5, 1.5, 0.0)
+    r = torch.arange(11, dtype=torch.float64) - 5
+    g1 = torch.exp(-(r**2) / (2 * 1.5**2))
+    ref = torch.outer(g1, g1)
+    assert torch.allclose(k, ref / ref.sum(), atol=1e-12)
+
+
+def test_sinc_kernel_is_lowpass():
+    k = sinc_kernel(21, math.pi / 3)
+    assert k.sum().item() == pytest.approx(1.0, abs=1e-9)
+    spectrum = torch.fft.fftshift(torch.fft.fft2(k)).abs()
+    centre, corner = spectrum[10, 10].item(), spectrum[0, 0].item()
+    assert centre == pytest.approx(1.0, abs=1e-6) and corner < 0.1
+
+
+def test_random_kernels_are_seeded_and_normalised():
+    cfg = RealESRGANConfig()
+    a = [random_kernel(torch.Generator().manual_seed(5), cfg) for _ in range(2)]
+    assert torch.equal(a[0], a[1])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        k = random_kernel(g, cfg, second=bool(_ % 2))
+        assert k.shape == (21, 21) and k.sum().item() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_blur_lowers_high_frequency_energy():
+    x = _hr()
+    k = anisotropic_kernel(21, 2.0, 2.0, 0.0)[None].repeat(2, 1, 1)
+    y = filter2d(x, k)
+    assert y.shape == x.shape
+    assert _highfreq(y) < 0.3 * _highfreq(x)
+    # a pulse kernel is the identity
+    pulse = torch.zeros(2, 21, 21, dtype=torch.float64)
+    pulse[:, 10, 10] = 1
+    torch.testing.assert_close(filter2d(x, pulse), x)
+
+
+def test_noise_raises_variance_and_gray_noise_is_shared():
+    x = torch.full((2, 3, 32, 32), 0.5)
+    g = torch.Generator().manual_seed(0)
+    y = add_gaussian_noise(x, torch.tensor([10 / 255, 10 / 255]), torch.tensor([False, True]), g)
+    assert (y - x).std().item() == pytest.approx(10 / 255, rel=0.1)
+    assert not torch.allclose(y[0, 0], y[0, 1])
+    assert torch.allclose(y[1, 0], y[1, 1])
+    z = add_poisson_noise(_hr(), torch.tensor([3.0, 3.0], dtype=torch.float64), torch.tensor([False, False]), g)
+    assert (z - _hr()).abs().mean() > 0
+
+
+def test_jpeg_is_lossy_and_close_to_libjpeg():
+    img = natural_image(64, 3)
+    t = torch.from_numpy(img).permute(2, 0, 1)[None]
+    psnr = lambda a, b: 10 * np.log10(1 / np.mean((a - b) ** 2))
+    errors = []
+    for q in (30, 90):
+        ours = jpeg(t, torch.tensor([float(q)]))[0].permute(1, 2, 0).numpy()
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor((img * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
+        ref = cv2.cvtColor(cv2.imdecode(buf, 1), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+        assert psnr(ours, ref) > 38, q  # agrees with libjpeg
+        errors.append(psnr(ours, img))
+    assert errors[0] < errors[1] < 60  # lossy, and more so at low quality
+    luma, chroma = quant_tables(torch.tensor([50.0]))
+    assert luma[0, 0, 0] == 16 and chroma[0, 0, 0] == 17  # quality 50 = the Annex K tables
+
+
+def test_realesrgan_pipeline_shapes_range_determinism():
+    deg = RealESRGANDegradation()
+    x = _hr(3, 64)
+    a = deg(x, torch.Generator().manual_seed(7))
+    b = deg(x, torch.Generator().manual_seed(7))
+    c = deg(x, torch.Generator().manual_seed(8))
+    assert a.shape == (3, 3, 16, 16) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, (a * 255).round() / 255)  # quantised to 8 bits
+    # degraded LR is further from the clean bicubic LR than the bicubic LR is from itself
+    clean = BicubicDegradation(4)(x)
+    assert (a - clean).abs().mean() > 0.005
+
+
+def test_realesrgan_config_holds_official_ranges():
+    cfg = RealESRGANConfig()
+    assert cfg.kernel_prob == (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    assert cfg.resize_range == (0.15, 1.5) and cfg.noise_range == (1.0, 30.0) and cfg.jpeg_range == (30.0, 95.0)
+    assert cfg.second_order_prob == 0.5 and cfg.final_sinc_prob == 0.8 and cfg.noise_range2 == (1.0, 25.0)
+
+
+def test_bicubic_degradation():
+    x = _hr(1, 64)
+    lr = BicubicDegradation(4)(x)
+    assert lr.shape == (1, 3, 16, 16)
+    ref = torch.nn.functional.interpolate(x, size=(16, 16), mode="bicubic", antialias=True)
+    assert (lr - ref.clamp(0, 1)).abs().max() <= 0.5 / 255 + 1e-6
