@@ -238,3 +238,20 @@ def test_cli_train_then_upscale(tmp_path):
 def test_cli_train_usage_errors(tmp_path, args, message):
     result = runner.invoke(app, args + ["--output", str(tmp_path / "o")])
     assert result.exit_code == 2 and message in result.output.replace("\n", "")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU): DDP-wrapped networks, one export."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577", "-m", "sr1step.cli",
+           "train", "--method", "resshift", "--preset", "tiny", "--output", str(out), "--max-steps", "3", "--device", "cpu",
+           "--set", "train.batch_size=2", "--set", "data.gt_size=32", "--set", "data.crop_pad_size=32",
+           "--set", "train.validate_every=0", "--set", "data.val_count=1", "--set", "data.val_size=32"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("exported weights") == 1
+    assert (out / "export" / "unet.safetensors").is_file() and (out / "checkpoints" / "checkpoint-0000003").is_dir()

@@ -180,11 +180,6 @@ def _print_summary(summary) -> None:
         console.print(detail)
 
 
-def _not_yet(command: str, issue: str) -> typer.Exit:
-    err_console.print(f"[yellow]sr1step {command} is not yet implemented[/yellow] (tracked in the {issue} issue).")
-    return typer.Exit(1)
-
-
 TRAIN_HELP = {
     "preset": "Named preset of the method (default: the method's paper preset; `tiny` runs on a CPU).",
     "config": "TOML run config merged over the preset (method, [model], [data], [train]).",
@@ -254,7 +249,8 @@ def _train_command(kind, method, preset, config, overrides, data, output, max_st
         raise usage_error(str(err))
     if result.interrupted:
         raise typer.Exit(1)
-    console.print(f"exported weights: {result.export_dir}")
+    if result.main_process:
+        console.print(f"exported weights: {result.export_dir}")
 
 
 @app.command()
@@ -292,10 +288,123 @@ def distill(
     _train_command("distill", method, preset, config, overrides, data, output, max_steps, resume, device, print_config, teacher)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def benchmark(ctx: typer.Context) -> None:
-    """Evaluate methods on the standard test sets (arrives with the benchmark issue)."""
-    raise _not_yet("benchmark", "benchmark")
+@app.command()
+def benchmark(
+    datasets: list[str] = typer.Option([], "--dataset", "-D", help="Test set (RealSR, DRealSR, DIV2K-Val, RealSet65) or a folder with HR/ + LR/ (or LR images only). Repeatable."),
+    methods: list[str] = typer.Option(["bicubic"], "--method", "-m", help="Method, optionally with weights: resshift:resshift-realsr-x4-v1. Repeatable."),
+    metrics: str = typer.Option("psnr,ssim,lpips,dists,fid,niqe,musiq,maniqa,clipiqa", "--metrics", help="Comma-separated metrics."),
+    output: Path = typer.Option(Path("benchmark-results"), "--output", "-o", help="Folder for results.json/csv/md, the score cache and SR images."),
+    crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from each border for PSNR/SSIM (papers: 0; classical SR: the scale)."),
+    metric_weights: Optional[Path] = typer.Option(None, "--metric-weights", help="Folder with pyiqa weights (DIR/pyiqa/, DIR/checkpoints/, DIR/clip/)."),
+    save_images: bool = typer.Option(False, "--save-images", help="Keep the SR images (OUTPUT/sr/...); later metrics then need no recomputation."),
+    reference: str = typer.Option("none", "--reference", help="'paper': show published numbers beside ours, with the delta."),
+    speed: bool = typer.Option(False, "--speed", help="Measure NFE, parameters, latency, throughput and peak memory per method."),
+    speed_size: int = typer.Option(128, "--speed-size", help="LR input size for --speed (128 -> 512 output at x4)."),
+    speed_runs: int = typer.Option(10, "--speed-runs", help="Timed runs (median reported)."),
+    speed_warmup: int = typer.Option(3, "--speed-warmup", help="Untimed warm-up runs."),
+    speed_batch: int = typer.Option(1, "--speed-batch", help="Images per timed run."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps for multi-step methods."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto | cpu | cuda | cuda:N | mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | fp16 | bf16."),
+    tile: int = typer.Option(0, "--tile", "-t", help="Tile size in LR pixels (0 = whole image)."),
+    tile_overlap: int = typer.Option(32, "--tile-overlap", help="Tile overlap in LR pixels."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Tiles per forward pass."),
+    color_fix: str = typer.Option("none", "--color-fix", help="none | adain | wavelet."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed of stochastic methods."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images of each set (quick checks)."),
+) -> None:
+    """Evaluate methods on test sets with the papers' metric settings; speed and size with --speed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .benchmark import Benchmark, BenchOptions, MethodRef, environment, load_dataset, measure_speed, reference_rows, write_results
+    from .config import ConfigError
+    from .data.testsets import TestSetError
+    from .devices import resolve_device
+    from .hub import WeightsNotFoundError
+    from .metrics import METRICS, set_metric_weights_dir
+    from .registry import get_method
+
+    names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    try:
+        for n in names:
+            if n not in METRICS:
+                from .config import unknown_name_error
+
+                raise unknown_name_error("metric", n, list(METRICS))
+        refs = [MethodRef.parse(m, steps) for m in methods]
+        for ref in refs:
+            get_method(ref.method)
+        dev = resolve_device(device)
+    except (ConfigError, ValueError) as err:
+        raise usage_error(str(err))
+    if reference not in ("none", "paper"):
+        raise usage_error("--reference takes 'paper' or 'none'")
+    if not datasets and not speed:
+        raise usage_error("give at least one --dataset, or --speed")
+    if metric_weights is not None:
+        set_metric_weights_dir(metric_weights)
+    opts = BenchOptions(names, crop_border, dev, dtype, tile, tile_overlap, batch_size, color_fix, seed, limit, save_images)
+    rows, speed_rows, failed = [], [], False
+    try:
+        bench = Benchmark(output, opts, log=lambda msg: err_console.print(f"[yellow]{msg}[/yellow]")) if datasets else None
+        loaded = [load_dataset(d) for d in datasets]
+    except (TestSetError, ConfigError) as err:
+        raise run_error(str(err))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console, transient=True) as progress:
+        for ref in refs:
+            for name, folder, paired in loaded:
+                task = progress.add_task(f"{ref.label} on {name}", total=len(paired.pairs))
+                try:
+                    rows.append(bench.evaluate(ref, name, folder, paired, lambda d, t, task=task: progress.update(task, completed=d, total=t)))
+                except (WeightsNotFoundError, ValueError) as err:
+                    err_console.print(f"[red]{ref.label}: {err}[/red]")
+                    failed = True
+                progress.remove_task(task)
+            if speed:
+                try:
+                    speed_rows.append(measure_speed(ref, dev, dtype, speed_size, speed_batch, speed_runs, speed_warmup))
+                except (WeightsNotFoundError, ValueError) as err:
+                    err_console.print(f"[red]{ref.label}: {err}[/red]")
+                    failed = True
+    pub = reference_rows(rows) if reference == "paper" else []
+    write_results(output, rows, speed_rows, pub, environment(dev, refs), names, crop_border)
+    _print_benchmark(rows, speed_rows, pub, names)
+    console.print(f"results: {output / 'results.md'}")
+    failed = failed or any(r.problems for r in rows)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _print_benchmark(rows, speed_rows, pub, names):
+    from .benchmark import fmt
+    from .metrics import METRICS
+
+    if rows:
+        table = Table(title="sr1step benchmark")
+        for col in ["method", "dataset", "n"] + [f"{m.upper()}{METRICS[m].arrow}" for m in names]:
+            table.add_column(col, justify="right" if col not in ("method", "dataset") else "left")
+        for r in rows:
+            table.add_row(r.method, r.dataset, str(r.images), *[fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in names])
+        console.print(table)
+        for m, why in sorted({(m, why) for r in rows for m, why in r.unavailable.items()}):
+            console.print(f"[yellow]{m}: n/a[/yellow] ({why})")
+        for r in rows:
+            for name, why in r.problems:
+                console.print(f"[yellow]{r.method} / {r.dataset}: {name} not scored[/yellow]: {why}")
+    if pub:
+        table = Table(title="published numbers")
+        for col in ("method", "dataset", "metric", "ours", "published", "delta", "as"):
+            table.add_column(col)
+        for x in pub:
+            table.add_row(x["method"], x["dataset"], x["metric"], fmt(x["metric"], x["ours"]), fmt(x["metric"], x["published"]), f"{x['delta']:+.4f}", x["published_as"])
+        console.print(table)
+    if speed_rows:
+        table = Table(title="speed and size")
+        for col in ("method", "NFE", "params (M)", "input", "latency (s)", "images/s", "peak mem (MB)", "device", "dtype"):
+            table.add_column(col)
+        for s in speed_rows:
+            table.add_row(s.method, str(s.nfe), f"{s.params_m:.2f}", f"{s.input_size}x{s.input_size}x{s.batch}", f"{s.latency_s:.4f}",
+                          f"{s.images_per_s:.2f}", f"{s.peak_memory_mb:.0f} ({s.memory_kind})", s.device, s.dtype)
+        console.print(table)
 
 
 @models_app.command("list")

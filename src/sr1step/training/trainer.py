@@ -43,6 +43,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # logged training metrics
     validations: list[dict] = field(default_factory=list)  # psnr/ssim per validation
     interrupted: bool = False
+    main_process: bool = True
 
 
 class _StopFlag:
@@ -316,7 +317,7 @@ class Trainer:
         if valset is not None:
             for name, reason in valset.problems:
                 self.log(f"validation: skipping {name}: {reason}")
-        result = TrainResult(self.output / "export", self.step)
+        result = TrainResult(self.output / "export", self.step, main_process=main)
         it = self._loader(self.step)
         t0, steps_timed = time.perf_counter(), 0
         with _StopFlag() as stop:

@@ -1,0 +1,398 @@
+"""``sr1step benchmark``: the papers' evaluation protocol and speed/size, in one table.
+
+For every (method, test set): SR images are made with the shared engine, scored per image with
+the requested metrics (scores cached in ``OUTPUT/cache/``, so an interrupted run resumes and a
+new metric only scores what is missing), then averaged; FID compares the SR and HR folders.
+``--speed`` times every method in the same process at a fixed input size. Results go to
+``results.json``, ``results.csv`` and ``results.md`` with the environment they were made in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import statistics
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.datasets import PairedSet, load_paired_folder
+from ..data.testsets import TESTSETS, prepare_testset
+from ..devices import resolve_dtype, synchronize
+from ..engine import Engine
+from ..imageio import ImageReadError, read_image, save_png
+from ..metrics import METRICS, MetricUnavailable, create_metric
+
+
+@dataclass(frozen=True)
+class MethodRef:
+    """``--method NAME[:WEIGHTS]``."""
+
+    method: str
+    weights: str | None = None
+    steps: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.method if not self.weights else f"{self.method}:{Path(self.weights).name}"
+
+    @classmethod
+    def parse(cls, text: str, steps: int | None = None) -> MethodRef:
+        method, _, weights = text.partition(":")
+        return cls(method, weights or None, steps)
+
+
+@dataclass
+class BenchOptions:
+    metrics: tuple[str, ...] = ("psnr", "ssim")
+    crop_border: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: str = "auto"
+    tile: int = 0
+    tile_overlap: int = 32
+    batch_size: int = 1
+    color_fix: str = "none"
+    seed: int = 0
+    limit: int | None = None
+    save_images: bool = False
+
+
+@dataclass
+class Row:
+    method: str
+    dataset: str
+    images: int
+    scores: dict[str, float]
+    unavailable: dict[str, str]  # metric -> reason
+    problems: list[tuple[str, str]]  # (file, reason): reported, never averaged silently
+    nfe: int = 0
+    params_m: float = 0.0
+
+
+def _settings_hash(ref: MethodRef, opts: BenchOptions) -> str:
+    key = json.dumps([asdict(ref), opts.dtype, opts.tile, opts.tile_overlap, opts.color_fix, opts.seed, str(opts.device.type)])
+    return hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
+class ScoreCache:
+    """Per-image scores in a JSON-lines file; later lines win."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.scores: dict[str, dict[str, float]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    self.scores.setdefault(entry["image"], {}).update(entry["scores"])
+
+    def missing(self, image: str, metrics: list[str]) -> list[str]:
+        have = self.scores.get(image, {})
+        return [m for m in metrics if m not in have]
+
+    def add(self, image: str, scores: dict[str, float]) -> None:
+        self.scores.setdefault(image, {}).update(scores)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"image": image, "scores": scores}) + "\n")
+
+
+def load_dataset(spec: str, scale: int = 4) -> tuple[str, Path, PairedSet]:
+    """A registered test set name or a local folder (``HR/`` + ``LR/``, or LR images only)."""
+    if spec in TESTSETS:
+        folder = prepare_testset(spec)
+        return spec, folder, load_paired_folder(folder, TESTSETS[spec].scale)
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        from ..config import unknown_name_error
+
+        raise unknown_name_error("test set (or folder)", spec, list(TESTSETS))
+    return folder.name, folder, load_paired_folder(folder, scale)
+
+
+def _to_tensor(path: Path) -> torch.Tensor:
+    return torch.from_numpy(read_image(path, max_pixels=None).rgb).permute(2, 0, 1)[None]
+
+
+class Benchmark:
+    def __init__(self, output: Path, options: BenchOptions, log: Callable[[str], None] = print):
+        self.output = Path(output)
+        self.opts = options
+        self.log = log
+        self.metrics: dict[str, object] = {}
+        self.unavailable: dict[str, str] = {}
+        for name in options.metrics:
+            spec = METRICS[name]
+            try:
+                self.metrics[name] = create_metric(name, options.device, options.crop_border) if spec.kind != "set" else create_metric(name, options.device)
+            except MetricUnavailable as err:
+                self.unavailable[name] = str(err)
+                self.log(f"metric {name} unavailable: {err}")
+
+    def _engine(self, ref: MethodRef):
+        from ..registry import get_method
+
+        gen = get_method(ref.method).load_generator(ref.weights, steps=ref.steps)
+        dtype = resolve_dtype(self.opts.dtype, self.opts.device, gen.supports_half)
+        return Engine(gen, device=self.opts.device, dtype=dtype, tile=self.opts.tile, tile_overlap=self.opts.tile_overlap,
+                      batch_size=self.opts.batch_size, color_fix=self.opts.color_fix, seed=self.opts.seed)
+
+    def evaluate(self, ref: MethodRef, dataset: str, folder: Path, paired: PairedSet, progress: Callable[[int, int], None] | None = None) -> Row:
+        key = f"{ref.label.replace('/', '_')}-{_settings_hash(ref, self.opts)}"
+        cache = ScoreCache(self.output / "cache" / key / f"{dataset}.jsonl")
+        sr_dir = self.output / "sr" / key / dataset
+        pairs = paired.pairs[: self.opts.limit] if self.opts.limit else paired.pairs
+        per_image = [m for m in self.metrics if METRICS[m].kind != "set" and (METRICS[m].kind == "NR" or all(p.hr is not None for p in pairs))]
+        need_fid = "fid" in self.metrics and all(p.hr is not None for p in pairs)
+        engine = None
+        problems = list(paired.problems)
+        for i, pair in enumerate(pairs):
+            todo = cache.missing(pair.name, per_image)
+            sr_path = sr_dir / f"{pair.name}.png"
+            if todo or (need_fid and not sr_path.is_file()):
+                if sr_path.is_file():
+                    sr = _to_tensor(sr_path)
+                else:
+                    engine = engine or self._engine(ref)
+                    try:
+                        sr = engine.run(pair.lr[None])
+                    except (RuntimeError, MemoryError) as err:
+                        problems.append((pair.name, f"SR failed: {str(err).splitlines()[0][:120]}"))
+                        continue
+                    sr_path.parent.mkdir(parents=True, exist_ok=True)
+                    save_png(sr_path, sr[0].permute(1, 2, 0).numpy())
+                    sr = _to_tensor(sr_path)  # score what was written (8-bit), as the papers do
+                hr = pair.hr[None] if pair.hr is not None else None
+                scores = {}
+                with torch.no_grad():
+                    for m in todo:
+                        metric = self.metrics[m]
+                        dev = self.opts.device
+                        value = metric(sr.to(dev), hr.to(dev)) if METRICS[m].kind == "FR" else metric(sr.to(dev))
+                        scores[m] = float(value.mean())
+                cache.add(pair.name, scores)
+            if progress is not None:
+                progress(i + 1, len(pairs))
+        names = [p.name for p in pairs if p.name in cache.scores]
+        means = {m: float(np.mean([cache.scores[n][m] for n in names if m in cache.scores[n]])) for m in per_image if names}
+        if need_fid:
+            hr_dir = self.output / "hr" / dataset
+            if not hr_dir.is_dir():
+                for p in pairs:
+                    save_png(hr_dir / f"{p.name}.png", p.hr.permute(1, 2, 0).numpy())
+            with torch.no_grad():
+                means["fid"] = float(self.metrics["fid"](str(sr_dir), str(hr_dir)))
+        unavailable = {m: r for m, r in self.unavailable.items()}
+        if any(p.hr is None for p in pairs):
+            for m in self.opts.metrics:
+                if METRICS[m].kind in ("FR", "set") and m not in unavailable:
+                    unavailable[m] = "needs HR images (LR-only test set)"
+        if not self.opts.save_images:
+            shutil.rmtree(sr_dir, ignore_errors=True)
+        gen_info = engine.generator if engine is not None else None
+        row = Row(ref.label, dataset, len(names), means, unavailable, problems)
+        if gen_info is not None:
+            row.nfe, row.params_m = gen_info.steps, gen_info.num_parameters() / 1e6
+        return row
+
+
+# --- speed and size ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeedRow:
+    method: str
+    nfe: int
+    params_m: float
+    input_size: int
+    batch: int
+    latency_s: float  # median over runs, device-synchronised
+    images_per_s: float
+    peak_memory_mb: float
+    memory_kind: str  # "cuda max allocated" or "cpu peak RSS"
+    device: str
+    dtype: str
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+class _PeakRSS:
+    """Peak resident memory of this process while the block runs (sampled every 2 ms)."""
+
+    def __enter__(self):
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_speed(ref: MethodRef, device: torch.device, dtype_name: str, size: int = 128, batch: int = 1, runs: int = 10, warmup: int = 3) -> SpeedRow:
+    from ..registry import get_method
+
+    baseline = _rss()
+    gen = get_method(ref.method).load_generator(ref.weights, steps=ref.steps)
+    dtype = resolve_dtype(dtype_name, device, gen.supports_half)
+    engine = Engine(gen, device=device, dtype=dtype, seed=0)
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    for _ in range(warmup):
+        engine.run(x)
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        ctx = None
+    else:
+        ctx = _PeakRSS()
+        ctx.__enter__()
+    try:
+        for _ in range(runs):
+            synchronize(device)
+            t0 = time.perf_counter()
+            engine.run(x)
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+    finally:
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    else:
+        peak, kind = (ctx.peak - baseline) / 2**20, "cpu peak RSS above the pre-load baseline"
+    latency = statistics.median(times)
+    return SpeedRow(ref.label, gen.steps, gen.num_parameters() / 1e6, size, batch, latency, batch / latency, peak, kind,
+                    str(device), str(dtype).replace("torch.", ""))
+
+
+# --- published numbers and outputs --------------------------------------------------------------------
+
+
+def published() -> dict:
+    return tomllib.loads((Path(__file__).parent / "published.toml").read_text())
+
+
+def reference_rows(rows: list[Row]) -> list[dict]:
+    """Published values for (method, dataset) pairs that have them, with our value and the delta."""
+    pub = published()
+    out = []
+    for row in rows:
+        method = row.method.split(":")[0]
+        name = pub["methods"].get(method)
+        entry = pub.get(row.dataset, {}).get(name) if name else None
+        if not entry:
+            continue
+        for metric, value in entry.items():
+            if metric == "source" or metric not in row.scores:
+                continue
+            out.append({"method": row.method, "dataset": row.dataset, "metric": metric, "ours": row.scores[metric],
+                        "published": value, "delta": row.scores[metric] - value, "published_as": name, "source": entry["source"]})
+    return out
+
+
+def environment(device: torch.device, methods: list[MethodRef]) -> dict:
+    import importlib.metadata as md
+
+    def version(pkg):
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return None
+
+    from .. import __version__
+    from ..hub import load_cards
+    from ..registry import get_method
+
+    cards = load_cards()
+    weights = {}
+    for ref in methods:
+        spec = ref.weights or get_method(ref.method).default_model
+        card = cards.get(spec) if spec else None
+        weights[ref.label] = {"weights": spec, "repo": card.repo_id if card else None, "revision": card.revision if card else None,
+                              "source": card.source_url if card else spec}
+    return {
+        "sr1step": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "pyiqa": version("pyiqa"),
+        "diffusers": version("diffusers"),
+        "weights": weights,
+        "metric_settings": {"psnr/ssim": "Y of YCbCr (BT.601), pyiqa", "lpips": "AlexNet v0.1", "musiq": "KonIQ", "maniqa": "PIPAL", "fid": "folder vs folder, clean"},
+    }
+
+
+def write_results(output: Path, rows: list[Row], speed: list[SpeedRow], refs: list[dict], env: dict, metrics: tuple[str, ...], crop_border: int) -> None:
+    from ..imageio import write_atomic
+
+    output.mkdir(parents=True, exist_ok=True)
+    env = {**env, "crop_border": crop_border}
+    data = {"environment": env, "results": [asdict(r) for r in rows], "speed": [asdict(s) for s in speed], "reference": refs}
+    write_atomic(output / "results.json", (json.dumps(data, indent=2) + "\n").encode())
+    header = ["method", "dataset", "images"] + [f"{m}" for m in metrics] + ["problems"]
+    lines = [",".join(header)]
+    for r in rows:
+        vals = [f"{r.scores[m]:.4f}" if m in r.scores else "" for m in metrics]
+        lines.append(",".join([r.method, r.dataset, str(r.images)] + vals + [str(len(r.problems))]))
+    write_atomic(output / "results.csv", ("\n".join(lines) + "\n").encode())
+    write_atomic(output / "results.md", markdown(rows, speed, refs, metrics, env).encode())
+
+
+def fmt(metric: str, value: float) -> str:
+    return f"{value:.2f}" if metric in ("psnr", "musiq", "fid") else f"{value:.4f}"
+
+
+def markdown(rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...], env: dict) -> str:
+    out = ["# sr1step benchmark", ""]
+    if rows:
+        head = ["method", "dataset", "images"] + [f"{m.upper()}{METRICS[m].arrow}" for m in metrics]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r.method, r.dataset, str(r.images)] + [fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in metrics]
+            out.append("| " + " | ".join(cells) + " |")
+        notes = sorted({(m, why) for r in rows for m, why in r.unavailable.items()})
+        if notes or any(r.problems for r in rows):
+            out.append("")
+        for m, why in notes:
+            out.append(f"- {m}: unavailable ({why})")
+        for r in rows:
+            for name, why in r.problems:
+                out.append(f"- {r.method} / {r.dataset}: {name} not scored: {why}")
+    if refs:
+        out += ["", "## Published numbers", "", "| method | dataset | metric | ours | published | delta | source |", "|---|---|---|---|---|---|---|"]
+        for x in refs:
+            out.append(f"| {x['method']} | {x['dataset']} | {x['metric']} | {fmt(x['metric'], x['ours'])} | {fmt(x['metric'], x['published'])} | "
+                       f"{x['delta']:+.4f} | {x['published_as']}: {x['source']} |")
+    if speed:
+        out += ["", "## Speed and size", "", "| method | NFE | params (M) | input | batch | latency (s) | images/s | peak memory (MB) | device | dtype |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for s in speed:
+            out.append(f"| {s.method} | {s.nfe} | {s.params_m:.2f} | {s.input_size}x{s.input_size} | {s.batch} | {s.latency_s:.4f} | "
+                       f"{s.images_per_s:.2f} | {s.peak_memory_mb:.0f} ({s.memory_kind}) | {s.device} | {s.dtype} |")
+    out += ["", f"Environment: sr1step {env['sr1step']}, torch {env['torch']}, pyiqa {env['pyiqa']}, device {env['device_name']}; "
+            f"PSNR/SSIM on Y (BT.601 YCbCr), crop border {env.get('crop_border', 0)}.", ""]
+    return "\n".join(out)

@@ -1,0 +1,212 @@
+"""Benchmark: metric settings against an independent computation, test sets, cache/resume, outputs."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import natural_image
+from sr1step.cli import app
+from sr1step.data import testsets
+from sr1step.metrics import METRICS, MetricUnavailable, create_metric
+
+runner = CliRunner()
+
+
+# --- independent reference implementations (numpy, MATLAB/BasicSR conventions) ----------------------
+
+
+def ref_y(img):
+    """BT.601 studio-swing luma on the 0..255 scale, from RGB in [0, 1]."""
+    return 16.0 + 65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]
+
+
+def ref_psnr_y(a, b):
+    ya, yb = ref_y(a.astype(np.float64)) / 255.0, ref_y(b.astype(np.float64)) / 255.0
+    return 10 * np.log10(1.0 / np.mean((ya - yb) ** 2))
+
+
+def ref_ssim_y(a, b):
+    """Wang et al. SSIM on the rounded Y channel (0..255), 11x11 Gaussian sigma 1.5, valid region."""
+    from scipy.ndimage import correlate
+
+    x, y = np.round(ref_y(a.astype(np.float64))), np.round(ref_y(b.astype(np.float64)))
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+
+    def filt(z):
+        return correlate(z, w, mode="constant")[5:-5, 5:-5]
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = filt(x), filt(y)
+    sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
+    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return ssim.mean()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_psnr_ssim_y_match_independent_reference(seed):
+    rng = np.random.default_rng(seed)
+    hr = natural_image(64, seed)
+    sr = np.clip(hr + rng.normal(0, 0.03 + 0.02 * seed, hr.shape), 0, 1).astype(np.float32)
+    sr = np.round(sr * 255) / 255
+    hr = np.round(hr * 255) / 255
+    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()
+    ours_psnr = create_metric("psnr")(t(sr), t(hr)).item()
+    ours_ssim = create_metric("ssim")(t(sr), t(hr)).item()
+    assert abs(ours_psnr - ref_psnr_y(sr, hr)) < 1e-3
+    assert abs(ours_ssim - ref_ssim_y(sr, hr)) < 2e-3
+    # the YIQ default would differ: the setting matters
+    import pyiqa
+
+    yiq = pyiqa.create_metric("psnr", test_y_channel=True)(t(sr), t(hr)).item()
+    assert abs(yiq - ours_psnr) > 0.05
+
+
+def test_crop_border():
+    hr = natural_image(32, 3)
+    sr = hr.copy()
+    sr[:4] = 0  # damage only the border rows
+    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()
+    assert create_metric("psnr", crop_border=4)(t(sr), t(hr)).item() > 60
+    assert create_metric("psnr")(t(sr), t(hr)).item() < 30
+
+
+def test_metric_table_and_offline_unavailable():
+    assert METRICS["lpips"].lower_better and not METRICS["musiq"].lower_better and METRICS["fid"].kind == "set"
+    assert METRICS["maniqa"].pyiqa_name == "maniqa-pipal"
+    with pytest.raises(MetricUnavailable, match="LPIPS_v0.1_alex-df73285e.pth"):
+        create_metric("lpips")
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+
+def make_pairs(root, names, size=32, scale=4, lr_suffix="", hr_suffix=""):
+    (root / "HR").mkdir(parents=True, exist_ok=True)
+    (root / "LR").mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(names):
+        hr = (natural_image(size, i) * 255).astype(np.uint8)
+        lr = torch.nn.functional.interpolate(torch.from_numpy(hr / 255.0).permute(2, 0, 1)[None], scale_factor=1 / scale, mode="bicubic", antialias=True)
+        Image.fromarray(hr).save(root / "HR" / f"{n}{hr_suffix}.png")
+        Image.fromarray((lr[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)).save(root / "LR" / f"{n}{lr_suffix}.png")
+
+
+@pytest.fixture
+def fake_stablesr_repo(hf_cache):
+    root = hf_cache / "datasets--Iceclear--StableSR-TestSets"
+    yield root
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)  # the HF cache is shared by the whole session
+
+
+def test_registered_testset_from_fake_hub_archive(fake_stablesr_repo, tmp_path, monkeypatch):
+    stage = tmp_path / "stage"
+    make_pairs(stage, ["Canon_001", "Nikon_002"], lr_suffix="_LR4", hr_suffix="_HR")
+    sha = "1" * 40
+    snap = fake_stablesr_repo / "snapshots" / sha
+    snap.mkdir(parents=True)
+    (fake_stablesr_repo / "refs").mkdir()
+    (fake_stablesr_repo / "refs" / "main").write_text(sha)
+    with zipfile.ZipFile(snap / "StableSR_testsets.zip", "w") as zf:
+        for sub, inner in (("LR", "test_LR"), ("HR", "test_HR")):
+            for p in (stage / sub).iterdir():
+                zf.write(p, f"StableSR_testsets/RealSRVal_crop128/{inner}/{p.name}")
+    with pytest.raises(testsets.TestSetError, match="expected 100 LR images"):
+        testsets.prepare_testset("RealSR")
+    import dataclasses
+
+    monkeypatch.setitem(testsets.TESTSETS, "RealSR", dataclasses.replace(testsets.TESTSETS["RealSR"], count=2))
+    folder = testsets.prepare_testset("RealSR")
+    assert sorted(p.name for p in (folder / "LR").iterdir()) == ["Canon_001_LR4.png", "Nikon_002_LR4.png"]
+    assert testsets.prepare_testset("RealSR") == folder  # unpacked once
+
+
+def test_missing_testset_message():
+    with pytest.raises(testsets.TestSetError) as err:
+        testsets.prepare_testset("DRealSR")
+    msg = str(err.value)
+    assert "StableSR_testsets.zip" in msg and "Iceclear/StableSR-TestSets" in msg and "--dataset" in msg
+    with pytest.raises(testsets.TestSetError, match="RealSet65"):
+        testsets.prepare_testset("RealSet65")
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def test_benchmark_cli_outputs_resume_and_new_metric(tmp_path, monkeypatch):
+    data = tmp_path / "set"
+    make_pairs(data, ["a", "b", "c"])
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "LR" / "orphan.png")  # no HR: reported
+    out = tmp_path / "res"
+    args = ["benchmark", "--dataset", str(data), "--method", "bicubic", "--output", str(out), "--metrics", "psnr,lpips", "--device", "cpu", "--save-images"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output  # one problem file -> exit 1, the rest scored
+    res = json.loads((out / "results.json").read_text())
+    row = res["results"][0]
+    assert row["images"] == 3 and set(row["scores"]) == {"psnr"} and "lpips" in row["unavailable"]
+    assert row["problems"] == [["orphan.png", "no HR image with a matching name"]]
+    assert res["environment"]["torch"] and res["environment"]["weights"]["bicubic"]["weights"] is None
+    csv = (out / "results.csv").read_text().splitlines()
+    assert csv[0] == "method,dataset,images,psnr,lpips,problems" and csv[1].startswith("bicubic,set,3,")
+    md = (out / "results.md").read_text()
+    assert "PSNR↑" in md and "LPIPS↓" in md and "orphan.png" in md
+
+    # resume: nothing is recomputed; a new metric is scored from the saved SR images
+    import sr1step.engine as engine_mod
+
+    calls = []
+    original = engine_mod.Engine.run
+    monkeypatch.setattr(engine_mod.Engine, "run", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    args2 = args[:]
+    args2[args2.index("psnr,lpips")] = "psnr,ssim"
+    runner.invoke(app, args2)
+    assert calls == []
+    row2 = json.loads((out / "results.json").read_text())["results"][0]
+    assert row2["scores"]["psnr"] == row["scores"]["psnr"] and "ssim" in row2["scores"]
+    lines = (next((out / "cache").iterdir()) / "set.jsonl").read_text().splitlines()
+    assert len(lines) == 6  # 3 images x (psnr, then ssim)
+
+
+def test_benchmark_reference_and_speed_with_tiny_resshift(tmp_path, monkeypatch):
+    from sr1step.generators.resshift import ResShiftGenerator
+    from sr1step.methods.resshift import PRESETS
+
+    torch.manual_seed(0)
+    weights = ResShiftGenerator(PRESETS["tiny"]).save_folder(tmp_path / "w", "resshift")
+    import dataclasses
+
+    stage = tmp_path / "stage"
+    make_pairs(stage, ["x", "y"])
+    target = testsets.datasets_dir() / "RealSR"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.copytree(stage, target)
+    monkeypatch.setitem(testsets.TESTSETS, "RealSR", dataclasses.replace(testsets.TESTSETS["RealSR"], count=2))
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["benchmark", "-D", "RealSR", "-m", "bicubic", "-m", f"resshift:{weights}", "--metrics", "psnr,ssim",
+                                 "-o", str(out), "--reference", "paper", "--speed", "--speed-size", "16", "--speed-runs", "2", "--speed-warmup", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in res["results"]] == ["bicubic", "resshift:w"]
+    refs = res["reference"]
+    assert {x["published_as"] for x in refs} == {"ResShift-s15"}
+    psnr_ref = next(x for x in refs if x["metric"] == "psnr")
+    assert psnr_ref["published"] == 26.31 and psnr_ref["delta"] == pytest.approx(psnr_ref["ours"] - 26.31)
+    speed = {s["method"]: s for s in res["speed"]}
+    assert speed["resshift:w"]["nfe"] == 4 and speed["bicubic"]["nfe"] == 1
+    assert speed["resshift:w"]["params_m"] == pytest.approx(0.793175, rel=1e-6) and speed["resshift:w"]["latency_s"] > 0
+    assert "Published numbers" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [(["--metrics", "psnr,bogus"], "unknown metric"), (["--method", "nope"], "unknown method"), ([], "--dataset")])
+def test_benchmark_usage_errors(tmp_path, args, message):
+    base = ["benchmark", "-o", str(tmp_path / "o")] + (["-D", str(tmp_path)] if args else [])
+    result = runner.invoke(app, base + args)
+    assert result.exit_code == 2 and message in result.output
