@@ -128,11 +128,6 @@ def test_missing_weights_message_names_file(photo_dir, tmp_path):
     assert "resshift_realsrx4_s4_v3.pth" in result.output and "models convert" in result.output
 
 
-def test_benchmark_stub_says_not_yet(tmp_path):
-    result = runner.invoke(app, ["benchmark"])
-    assert result.exit_code == 1 and "not yet implemented" in result.output
-
-
 def test_every_flag_is_documented():
     import typer.main
     from pathlib import Path
