@@ -204,17 +204,17 @@ class Engine:
             if progress is not None:
                 progress(1, 1)
         elif self.latent:
-            lat = g.latent_ratio
+            lat = g.latent_ratio  # latent pixels per input pixel (may be fractional: 0.5 for SD at x4)
             cond = g.encode(x)
             inputs = [TileInput(cond, 1)]
             if noise is not None:
-                inputs.append(TileInput(noise, g.noise_ratio // lat))
+                inputs.append(TileInput(noise, round(g.noise_ratio / lat)))
             z = tiled_apply(
                 g.denoise,
                 inputs,
                 out_ratio=1,
-                tile=self.tile * lat,
-                overlap=self.overlap * lat,
+                tile=round(self.tile * lat),
+                overlap=round(self.overlap * lat),
                 batch_size=self.batch_size,
                 progress=progress,
             )

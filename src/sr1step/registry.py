@@ -5,9 +5,10 @@ from __future__ import annotations
 from .config import unknown_name_error
 from .methods.base import Method
 from .methods.bicubic import Bicubic
+from .methods.d3sr import D3SR
 from .methods.resshift import ResShift, SinSR
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Bicubic, ResShift, SinSR)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Bicubic, ResShift, SinSR, D3SR)}
 
 DEFAULT_METHOD = "bicubic"
 

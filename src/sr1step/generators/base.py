@@ -26,7 +26,7 @@ class Generator(nn.Module):
     supports_half: bool = True
     noise_channels: int = 0
     noise_ratio: int = 1
-    latent_ratio: int | None = None  # set by generators that support latent-space tiling
+    latent_ratio: float | None = None  # latent pixels per input pixel; set by generators that tile in latent space
     steps: int = 1  # network evaluations per image (NFE)
 
     def forward(self, lr: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

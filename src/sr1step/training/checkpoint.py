@@ -20,6 +20,11 @@ from ..weights import load_state_dict, save_safetensors
 PREFIX = "checkpoint-"
 
 
+def trainable_state(net) -> dict:
+    names = {n for n, p in net.named_parameters() if p.requires_grad}
+    return {k: v for k, v in net.state_dict().items() if k in names}
+
+
 def _checkpoints(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
@@ -33,8 +38,8 @@ def save_checkpoint(root: Path, step: int, networks: dict, optimizers: dict, sch
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "networks").mkdir(parents=True)
-    for name, net in networks.items():
-        save_safetensors(net.state_dict(), tmp / "networks" / f"{name}.safetensors")
+    for name, net in networks.items():  # trainable parameters only: frozen bases come from their weights
+        save_safetensors(trainable_state(net), tmp / "networks" / f"{name}.safetensors")
     torch.save({k: o.state_dict() for k, o in optimizers.items()}, tmp / "optimizers.pt")
     torch.save({k: s.state_dict() for k, s in schedulers.items()}, tmp / "schedulers.pt")
     if ema is not None:
@@ -63,7 +68,12 @@ def find_checkpoint(root: Path, spec: str) -> Path:
 
 def load_checkpoint(path: Path, networks: dict, optimizers: dict, schedulers: dict, ema) -> int:
     for name, net in networks.items():
-        net.load_state_dict(load_state_dict(path / "networks" / f"{name}.safetensors"), strict=True)
+        state = load_state_dict(path / "networks" / f"{name}.safetensors")
+        expected = set(trainable_state(net))
+        if set(state) != expected:
+            extra, missing = sorted(set(state) - expected)[:3], sorted(expected - set(state))[:3]
+            raise ValueError(f"{path}: network {name!r} does not match this run (unexpected {extra}, missing {missing})")
+        net.load_state_dict(state, strict=False)
     opt_states = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
     for name, opt in optimizers.items():
         opt.load_state_dict(opt_states[name])

@@ -153,7 +153,7 @@ class Trainer:
         if cfg.ema_decay > 0:
             from diffusers.training_utils import EMAModel
 
-            self.ema = EMAModel(self.nets["generator"].parameters(), decay=cfg.ema_decay)
+            self.ema = EMAModel(self.ema_params(), decay=cfg.ema_decay)
             self.ema.to(self.device)
         self.degrade = make_degradation(run)
         shared_draws = 1 + sum(p.repeats if p.fresh_batch else p.repeats - 1 for p in self.recipe.phases)
@@ -230,16 +230,20 @@ class Trainer:
                 opt.step()
                 self.schedulers[phase.name].step()
         if self.ema is not None:
-            self.ema.step(self.nets["generator"].parameters())
+            self.ema.step(self.ema_params())
         for phase in self.recipe.phases:
             logs[f"lr/{phase.name}"] = self.schedulers[phase.name].get_last_lr()[0]
         return logs
 
     # --- validation and export ----------------------------------------------------------------------
 
+    def ema_params(self) -> list[torch.nn.Parameter]:
+        """The generator's trainable parameters (LoRA only for LoRA recipes)."""
+        return [p for p in self.nets["generator"].parameters() if p.requires_grad]
+
     @contextlib.contextmanager
     def ema_weights(self):
-        params = list(self.nets["generator"].parameters())
+        params = self.ema_params()
         if self.ema is None:
             yield
             return

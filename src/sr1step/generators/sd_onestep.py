@@ -1,0 +1,198 @@
+"""One-step SD super-resolution generator (D3SR; the OSEDiff family).
+
+    lr in [0, 1] -> bicubic x scale -> VAE encode (mode, x scaling_factor) = z_L
+    -> UNet(z_L, t = 999, empty-prompt embedding) = model output
+    -> x0 = (z_L - sqrt(1 - abar_t) eps) / sqrt(abar_t)   (epsilon bases; v- and x0-prediction too)
+    -> VAE decode -> [0, 1]
+
+The UNet carries a LoRA (peft); the VAE is frozen (an optional encoder LoRA is an ablation
+switch). No text encoder runs at inference: the empty-prompt embedding is computed once when
+training starts and stored with the weights. Weight folders hold the LoRA in diffusers' format
+(``pytorch_lora_weights.safetensors``); loading fuses it into the UNet for speed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import to_dict
+from ..weights import load_state_dict, save_json_atomic, save_safetensors
+from .base import Generator
+
+FORMAT = "sr1step-sd-onestep/1"
+LORA_FILE = "pytorch_lora_weights.safetensors"
+VAE_LORA_FILE = "vae_lora_weights.safetensors"
+DEFAULT_TARGETS = (
+    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    "conv1", "conv2", "conv_shortcut", "conv", "conv_in", "conv_out",
+)  # fmt: skip
+VAE_ENCODER_TARGETS = ("conv1", "conv2", "conv_shortcut", "conv", "conv_in", "conv_out", "to_q", "to_k", "to_v", "to_out.0", "quant_conv")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int = 16
+    alpha: float = 16.0
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+
+
+@dataclass(frozen=True)
+class SDOneStepConfig:
+    base: str = "sd-turbo"  # model card, a diffusers folder (unet/, vae/, scheduler/), "tiny", or "embedded"
+    scale: int = 4
+    timestep: int = 999
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    vae_encoder_lora_rank: int = 0  # 0: frozen VAE (D3SR); > 0: LoRA on the encoder (ablation)
+    vae_tile: int = 512  # VAE encode/decode in tiles above this many pixels (diffusers tiling)
+
+
+def load_base(base: str, folder: Path | None = None):
+    """(unet, vae, scheduler config dict) of a base model; ``tiny`` builds random tiny networks."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from ..nets.sd_configs import SD_SCHEDULER, TINY_UNET, TINY_VAE
+
+    if base == "tiny":
+        return UNet2DConditionModel(**TINY_UNET), AutoencoderKL(**TINY_VAE), dict(SD_SCHEDULER)
+    if base == "embedded":
+        if folder is None:
+            raise ValueError("base 'embedded' needs the weight folder")
+        root = folder / "base"
+    elif Path(base).expanduser().is_dir():
+        root = Path(base).expanduser()
+    else:
+        from ..hub import get_card, snapshot_folder
+
+        root = snapshot_folder(get_card(base))
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", local_files_only=True, **_variant(root / "unet"))
+    vae = AutoencoderKL.from_pretrained(root, subfolder="vae", local_files_only=True, **_variant(root / "vae"))
+    sched = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+    return unet, vae, sched
+
+
+def _variant(sub: Path) -> dict:
+    plain = sub / "diffusion_pytorch_model.safetensors"
+    return {} if plain.exists() or not (sub / "diffusion_pytorch_model.fp16.safetensors").exists() else {"variant": "fp16"}
+
+
+def add_unet_lora(unet, lora: LoraSettings) -> None:
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=lora.rank, lora_alpha=lora.alpha, init_lora_weights="gaussian", target_modules=list(lora.targets)))
+
+
+def add_vae_encoder_lora(vae, rank: int) -> None:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    vae.requires_grad_(False)
+    names = [n for n, _ in vae.named_modules() if n == "quant_conv" or (n.startswith("encoder.") and n.split(".")[-1] in VAE_ENCODER_TARGETS)]
+    cfg = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=names)
+    inject_adapter_in_model(cfg, vae)
+
+
+class SDOneStepGenerator(Generator):
+    def __init__(self, cfg: SDOneStepConfig, unet, vae, scheduler_config: dict, prompt_embeds: torch.Tensor):
+        super().__init__()
+        from diffusers import DDPMScheduler
+
+        self.config = cfg
+        self.unet, self.vae = unet, vae
+        self.vae.requires_grad_(False)
+        self.register_buffer("prompt_embeds", prompt_embeds.detach().clone())
+        sched = DDPMScheduler.from_config(scheduler_config)
+        abar = sched.alphas_cumprod[cfg.timestep].double()
+        self.prediction_type = sched.config.prediction_type
+        self.sqrt_abar, self.sqrt_one_minus = float(abar.sqrt()), float((1 - abar).sqrt())
+        self.scheduler_config = dict(scheduler_config)
+        self.scale = cfg.scale
+        vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
+        if vae_factor % cfg.scale and cfg.scale % vae_factor:
+            raise ValueError(f"scale {cfg.scale} and VAE factor {vae_factor} do not divide each other")
+        self.latent_ratio = cfg.scale / vae_factor  # latent pixels per LR pixel (0.5 at x4)
+        self.pad_multiple = max(1, round(vae_factor * unet_factor / cfg.scale))
+        self.scaling_factor = vae.config.scaling_factor
+        self.steps = 1
+        if cfg.vae_tile:
+            self.vae.enable_tiling()
+            self.vae.tile_sample_min_size = cfg.vae_tile
+            self.vae.tile_latent_min_size = cfg.vae_tile // vae_factor
+
+    def encode(self, lr: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate((lr * 2 - 1).float(), scale_factor=self.scale, mode="bicubic").to(lr.dtype)
+        return self.vae.encode(up).latent_dist.mode() * self.scaling_factor
+
+    def denoise(self, z: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        t = torch.full((z.shape[0],), self.config.timestep, device=z.device, dtype=torch.long)
+        emb = self.prompt_embeds.to(z.dtype).expand(z.shape[0], -1, -1)
+        out = self.unet(z, t, encoder_hidden_states=emb).sample
+        return self.x0_from_output(out, z)
+
+    def x0_from_output(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        a, s = self.sqrt_abar, self.sqrt_one_minus
+        if self.prediction_type == "epsilon":
+            return (z - s * out) / a
+        if self.prediction_type == "v_prediction":
+            return a * z - s * out
+        return out  # "sample"
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return (self.vae.decode(latent / self.scaling_factor).sample + 1) / 2
+
+    # --- weight folders ------------------------------------------------------------------------
+
+    def save_folder(self, folder: str | Path, method: str, extra: dict | None = None) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = self.config
+        if cfg.base in ("tiny", "embedded"):  # random base networks travel with the weights
+            self.save_base(folder / "base")
+            cfg = type(cfg)(**{**cfg.__dict__, "base": "embedded"})
+        self.unet.save_lora_adapter(str(folder), weight_name=LORA_FILE, upcast_before_saving=True)
+        if cfg.vae_encoder_lora_rank:
+            from peft import get_peft_model_state_dict
+
+            save_safetensors(get_peft_model_state_dict(self.vae), folder / VAE_LORA_FILE)
+        save_safetensors({"prompt_embeds": self.prompt_embeds}, folder / "prompt_embeds.safetensors")
+        meta = {"format": FORMAT, "method": method, "generator": to_dict(cfg)}
+        save_json_atomic({**meta, **(extra or {})}, folder / "config.json")
+        return folder
+
+    def save_base(self, folder: Path) -> None:
+        """The base networks without LoRA layers (used for random tiny bases)."""
+        unet_state = {k.replace(".base_layer", ""): v for k, v in self.unet.state_dict().items() if "lora_" not in k}
+        vae_state = {k.replace(".base_layer", ""): v for k, v in self.vae.state_dict().items() if "lora_" not in k}
+        for name, model, state in (("unet", self.unet, unet_state), ("vae", self.vae, vae_state)):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            save_safetensors(state, folder / name / "diffusion_pytorch_model.safetensors")
+            save_json_atomic(dict(model.config), folder / name / "config.json")
+        (folder / "scheduler").mkdir(parents=True, exist_ok=True)
+        save_json_atomic(self.scheduler_config, folder / "scheduler" / "scheduler_config.json")
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, cfg: SDOneStepConfig, fuse: bool = True) -> SDOneStepGenerator:
+        folder = Path(folder)
+        unet, vae, sched = load_base(cfg.base, folder)
+        unet.load_lora_adapter(str(folder), weight_name=LORA_FILE, prefix=None, use_safetensors=True)
+        if cfg.vae_encoder_lora_rank:
+            from peft import set_peft_model_state_dict
+
+            add_vae_encoder_lora(vae, cfg.vae_encoder_lora_rank)
+            set_peft_model_state_dict(vae, load_state_dict(folder / VAE_LORA_FILE))
+        if fuse:
+            unet.fuse_lora()
+            unet.unload_lora()
+            if cfg.vae_encoder_lora_rank:
+                from peft.tuners.tuners_utils import BaseTunerLayer
+
+                for module in vae.modules():
+                    if isinstance(module, BaseTunerLayer):
+                        module.merge()
+        prompt = load_state_dict(folder / "prompt_embeds.safetensors")["prompt_embeds"]
+        return cls(cfg, unet, vae, sched, prompt).eval()
