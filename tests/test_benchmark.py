@@ -203,6 +203,8 @@ def test_benchmark_reference_and_speed_with_tiny_resshift(tmp_path, monkeypatch)
     assert speed["resshift:w"]["nfe"] == 4 and speed["bicubic"]["nfe"] == 1
     assert speed["resshift:w"]["params_m"] == pytest.approx(0.793175, rel=1e-6) and speed["resshift:w"]["latency_s"] > 0
     assert "Published numbers" in (out / "results.md").read_text()
+    ds = res["environment"]["datasets"]["RealSR"]
+    assert ds["protocol"] == "stablesr-128-512" and ds["repo"] == "Iceclear/StableSR-TestSets"
 
 
 @pytest.mark.parametrize("args, message", [(["--metrics", "psnr,bogus"], "unknown metric"), (["--method", "nope"], "unknown method"), ([], "--dataset")])

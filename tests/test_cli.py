@@ -122,6 +122,11 @@ def test_missing_input_and_unknown_method_suggestion(tmp_path):
     assert result.exit_code == 2 and "did you mean 'resshift'" in result.output
 
 
+def test_bicubic_takes_no_weights(photo_dir, tmp_path):
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "--weights", str(photo_dir)])
+    assert result.exit_code == 2 and "does not load model weights" in result.output
+
+
 def test_missing_weights_message_names_file(photo_dir, tmp_path):
     result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "--method", "resshift"])
     assert result.exit_code == 1

@@ -234,15 +234,25 @@ def _train_command(kind, method, preset, config, overrides, data, output, max_st
         return
     if not resume and (output / "checkpoints").is_dir() and any((output / "checkpoints").iterdir()):
         raise usage_error(f"{output} already holds checkpoints; use --resume latest, or another --output")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from .training.trainer import Trainer
 
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
+    task = progress.add_task("train", total=run.train.max_steps, info="")
+
     def on_log(step, logs):
-        parts = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if not k.startswith("lr/"))
-        console.print(f"step {step}/{run.train.max_steps} {parts}")
+        losses = " ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in logs.items() if not k.startswith("lr/") and k != "it_per_s")
+        progress.update(task, completed=step, info=f"{losses} {logs.get('it_per_s', 0):.2f} it/s")
+        if not console.is_terminal:  # logs and CI: one line per log step
+            console.print(f"step {step}/{run.train.max_steps} {losses} it/s={logs.get('it_per_s', 0):.3g}")
 
     try:
-        trainer = Trainer(run, method_cls.build_recipe, output, log=console.print)
-        result = trainer.fit(resume=resume, on_log=on_log)
+        with progress:
+            trainer = Trainer(run, method_cls.build_recipe, output, log=progress.console.print)
+            progress.update(task, completed=trainer.step)
+            result = trainer.fit(resume=resume, on_log=on_log)
     except (WeightsNotFoundError, FileNotFoundError) as err:
         raise run_error(str(err))
     except ValueError as err:
@@ -316,7 +326,17 @@ def benchmark(
     """Evaluate methods on test sets with the papers' metric settings; speed and size with --speed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from .benchmark import Benchmark, BenchOptions, MethodRef, environment, load_dataset, measure_speed, reference_rows, write_results
+    from .benchmark import (
+        Benchmark,
+        BenchOptions,
+        MethodRef,
+        dataset_provenance,
+        environment,
+        load_dataset,
+        measure_speed,
+        reference_rows,
+        write_results,
+    )
     from .config import ConfigError
     from .data.testsets import TestSetError
     from .devices import resolve_device
@@ -367,7 +387,8 @@ def benchmark(
                     err_console.print(f"[red]{ref.label}: {err}[/red]")
                     failed = True
     pub = reference_rows(rows) if reference == "paper" else []
-    write_results(output, rows, speed_rows, pub, environment(dev, refs), names, crop_border)
+    provenance = {name: dataset_provenance(name, folder) for name, folder, _ in loaded}
+    write_results(output, rows, speed_rows, pub, environment(dev, refs, provenance), names, crop_border)
     _print_benchmark(rows, speed_rows, pub, names)
     console.print(f"results: {output / 'results.md'}")
     failed = failed or any(r.problems for r in rows)

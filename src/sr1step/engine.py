@@ -101,6 +101,7 @@ def tiled_apply(
     out = weight_sum = None
     r = out_ratio
     ov = overlap * r
+    windows: dict[tuple, torch.Tensor] = {}  # at most 9 distinct windows (border/inner per axis)
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start : start + batch_size]
         args = []
@@ -114,9 +115,12 @@ def tiled_apply(
             out = torch.zeros(batch, channels, grid_h * r, grid_w * r, device=result.device)
             weight_sum = torch.zeros(1, 1, grid_h * r, grid_w * r, device=result.device)
         for i, (y, x) in enumerate(chunk):
-            wy = blend_ramp(tile_h * r, ov, y > 0, y + tile_h < grid_h, result.device)
-            wx = blend_ramp(tile_w * r, ov, x > 0, x + tile_w < grid_w, result.device)
-            w = wy[:, None] * wx[None, :]
+            key = (y > 0, y + tile_h < grid_h, x > 0, x + tile_w < grid_w)
+            if key not in windows:
+                wy = blend_ramp(tile_h * r, ov, key[0], key[1], result.device)
+                wx = blend_ramp(tile_w * r, ov, key[2], key[3], result.device)
+                windows[key] = wy[:, None] * wx[None, :]
+            w = windows[key]
             ys_, xs_ = slice(y * r, (y + tile_h) * r), slice(x * r, (x + tile_w) * r)
             out[:, :, ys_, xs_] += result[i * batch : (i + 1) * batch] * w
             weight_sum[:, :, ys_, xs_] += w

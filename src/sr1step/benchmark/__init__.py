@@ -312,7 +312,22 @@ def reference_rows(rows: list[Row]) -> list[dict]:
     return out
 
 
-def environment(device: torch.device, methods: list[MethodRef]) -> dict:
+def dataset_provenance(name: str, folder: Path) -> dict:
+    """Where a test set came from: the registered archive and the Hub snapshot it was read from."""
+    info = {"folder": str(folder)}
+    if name in TESTSETS:
+        ts = TESTSETS[name]
+        info.update({"repo": ts.repo_id, "archive": ts.archive, "pinned_revision": ts.revision or None, "protocol": ts.protocol})
+        from huggingface_hub import try_to_load_from_cache
+
+        if ts.repo_id:
+            cached = try_to_load_from_cache(ts.repo_id, ts.archive, revision=ts.revision or None, repo_type="dataset")
+            if isinstance(cached, str) and "/snapshots/" in cached:
+                info["snapshot"] = cached.split("/snapshots/")[1].split("/")[0]
+    return info
+
+
+def environment(device: torch.device, methods: list[MethodRef], datasets: dict | None = None) -> dict:
     import importlib.metadata as md
 
     def version(pkg):
@@ -342,6 +357,7 @@ def environment(device: torch.device, methods: list[MethodRef]) -> dict:
         "pyiqa": version("pyiqa"),
         "diffusers": version("diffusers"),
         "weights": weights,
+        "datasets": datasets or {},
         "metric_settings": {"psnr/ssim": "Y of YCbCr (BT.601), pyiqa", "lpips": "AlexNet v0.1", "musiq": "KonIQ", "maniqa": "PIPAL", "fid": "folder vs folder, clean"},
     }
 

@@ -119,15 +119,15 @@ class Method:
 
     @classmethod
     def from_card(cls, card: ModelCard) -> Generator:
-        raise NotImplementedError
+        raise ValueError(f"method {cls.name!r} does not load model weights")
 
     @classmethod
     def from_folder(cls, folder: Path) -> Generator:
-        raise NotImplementedError
+        raise ValueError(f"method {cls.name!r} does not load model weights")
 
     @classmethod
     def from_file(cls, path: Path) -> Generator:
-        raise ValueError(f"{path}: method {cls.name!r} loads weight folders (config.json + safetensors), not single files")
+        raise ValueError(f"{path}: method {cls.name!r} does not load single weight files (give a weight folder)")
 
     @classmethod
     def with_steps(cls, generator: Generator, steps: int) -> Generator:
