@@ -112,3 +112,31 @@ def test_tiny_resshift_dtypes(lr_png, tmp_path, dtype):
     folder = ResShiftGenerator(PRESETS["tiny"]).save_folder(tmp_path / "w", "resshift")
     _run(["upscale", str(lr_png), str(tmp_path / dtype), "--method", "resshift", "--weights", str(folder), "--dtype", dtype])
     assert Image.open(tmp_path / dtype / "lr.png").size == (80, 80)
+
+
+def test_rsd_student_with_noise_channel(sr1step_home, lr_png, tmp_path):
+    """An RSD-layout checkpoint (first conv widened to 7 inputs) loads via its card and uses the noise input."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(PRESETS["tiny-vq"], noise_input=True, unet=dataclasses.replace(PRESETS["tiny-vq"].unet, extra_in_channels=1))
+    gen = ResShiftGenerator(cfg)
+    with torch.no_grad():
+        gen.unet.input_blocks[0][0].weight[:, -1].normal_()  # trained students use the channel
+    for name, sub in (("tiny-rsd", "ema.pth"), ("tiny-vq-ae", "vq.pth")):
+        (sr1step_home / "models" / name).mkdir(parents=True)
+    torch.save({f"module.{k}": v for k, v in gen.unet.state_dict().items()}, sr1step_home / "models" / "tiny-rsd" / "ema.pth")
+    torch.save(diffusers_to_ldm_vq_state_dict(gen.autoencoder.vq.state_dict()), sr1step_home / "models" / "tiny-vq-ae" / "vq.pth")
+    common = 'scale = 4\nlicense = "test"\ncommercial_use = false\nsource_url = "https://example.org/x"\n'
+    _write_card(sr1step_home, "tiny-vq-ae", f'name = "tiny-vq-ae"\nmethod = "autoencoder"\nsummary = "t"\n{common}files = ["vq.pth"]\n')
+    _write_card(sr1step_home, "tiny-rsd", f'name = "tiny-rsd"\nmethod = "rsd"\nsummary = "t"\n{common}files = ["ema.pth"]\n'
+                'requires = ["tiny-vq-ae"]\nconverter = "resshift"\npreset = "tiny-vq"\n[params]\nnoise_input = true\n[params.unet]\nextra_in_channels = 1\n')
+    from sr1step.registry import get_method
+
+    student = get_method("rsd").load_generator("tiny-rsd")
+    assert student.steps == 1 and student.noise_channels == 3 + 1
+    assert student.unet.input_blocks[0][0].weight.shape[1] == 7
+    _run(["upscale", str(lr_png), str(tmp_path / "a"), "--method", "rsd", "--weights", "tiny-rsd", "--seed", "1"])
+    _run(["upscale", str(lr_png), str(tmp_path / "b"), "--method", "rsd", "--weights", "tiny-rsd", "--seed", "2"])
+    a, b = (np.asarray(Image.open(tmp_path / d / "lr.png")) for d in "ab")
+    assert a.shape == (80, 80, 3) and not np.array_equal(a, b)

@@ -6,9 +6,9 @@ from .config import unknown_name_error
 from .methods.base import Method
 from .methods.bicubic import Bicubic
 from .methods.d3sr import D3SR
-from .methods.resshift import ResShift, SinSR
+from .methods.resshift import ResShift, RSDStudent, SinSR, TADSRStudent
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Bicubic, ResShift, SinSR, D3SR)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Bicubic, ResShift, SinSR, RSDStudent, TADSRStudent, D3SR)}
 
 DEFAULT_METHOD = "bicubic"
 
