@@ -93,39 +93,30 @@ def upscale(
 def _build_engine(method, weights, steps, scale, device, dtype, tile, tile_overlap, tile_space, batch_size, color_fix, seed):
     from .colorfix import COLOR_FIXES
     from .config import ConfigError
-    from .devices import resolve_device, resolve_dtype
-    from .engine import Engine
+    from .devices import DTYPES, resolve_device
     from .hub import WeightsNotFoundError
     from .registry import DEFAULT_METHOD, get_method
+    from .upscale import load_engine
     from .weights import UnsafeCheckpointError
 
+    # Validate every name before loading a model (which can take a while).
     if color_fix not in COLOR_FIXES:
         raise usage_error(f"unknown --color-fix {color_fix!r}; use one of {', '.join(COLOR_FIXES)}")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise usage_error(f"unknown --dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
+    if tile_space not in ("auto", "pixel", "latent"):
+        raise usage_error(f"unknown --tile-space {tile_space!r}; use auto, pixel or latent")
     try:
-        method_cls = get_method(method or DEFAULT_METHOD)
+        get_method(method or DEFAULT_METHOD)
         dev = resolve_device(device)
     except (ConfigError, ValueError) as err:
         raise usage_error(str(err))
     try:
-        generator = method_cls.load_generator(weights, steps=steps, scale=scale)
+        return load_engine(method, weights, steps=steps, scale=scale, device=dev, dtype=dtype, tile=tile, tile_overlap=tile_overlap,
+                           tile_space=tile_space, batch_size=batch_size, color_fix=color_fix, seed=seed)
     except (WeightsNotFoundError, UnsafeCheckpointError) as err:
         raise run_error(str(err))
     except (ConfigError, ValueError) as err:
-        raise usage_error(str(err))
-    try:
-        dt = resolve_dtype(dtype, dev, generator.supports_half)
-        return Engine(
-            generator,
-            device=dev,
-            dtype=dt,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            batch_size=batch_size,
-            color_fix=color_fix,
-            tile_space=tile_space,
-            seed=seed,
-        )
-    except ValueError as err:
         raise usage_error(str(err))
 
 

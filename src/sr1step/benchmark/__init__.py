@@ -26,10 +26,11 @@ import torch
 
 from ..data.datasets import PairedSet, load_paired_folder
 from ..data.testsets import TESTSETS, prepare_testset
-from ..devices import resolve_dtype, synchronize
+from ..devices import synchronize
 from ..engine import Engine
 from ..imageio import ImageReadError, read_image, save_png
 from ..metrics import METRICS, MetricUnavailable, create_metric
+from ..upscale import load_engine
 
 
 @dataclass(frozen=True)
@@ -137,13 +138,10 @@ class Benchmark:
                 self.unavailable[name] = str(err)
                 self.log(f"metric {name} unavailable: {err}")
 
-    def _engine(self, ref: MethodRef):
-        from ..registry import get_method
-
-        gen = get_method(ref.method).load_generator(ref.weights, steps=ref.steps)
-        dtype = resolve_dtype(self.opts.dtype, self.opts.device, gen.supports_half)
-        return Engine(gen, device=self.opts.device, dtype=dtype, tile=self.opts.tile, tile_overlap=self.opts.tile_overlap,
-                      batch_size=self.opts.batch_size, color_fix=self.opts.color_fix, seed=self.opts.seed)
+    def _engine(self, ref: MethodRef) -> Engine:
+        o = self.opts
+        return load_engine(ref.method, ref.weights, steps=ref.steps, device=o.device, dtype=o.dtype, tile=o.tile,
+                           tile_overlap=o.tile_overlap, batch_size=o.batch_size, color_fix=o.color_fix, seed=o.seed)
 
     def evaluate(self, ref: MethodRef, dataset: str, folder: Path, paired: PairedSet, progress: Callable[[int, int], None] | None = None) -> Row:
         key = f"{ref.label.replace('/', '_')}-{_settings_hash(ref, self.opts)}"
@@ -252,12 +250,9 @@ class _PeakRSS:
 
 
 def measure_speed(ref: MethodRef, device: torch.device, dtype_name: str, size: int = 128, batch: int = 1, runs: int = 10, warmup: int = 3) -> SpeedRow:
-    from ..registry import get_method
-
     baseline = _rss()
-    gen = get_method(ref.method).load_generator(ref.weights, steps=ref.steps)
-    dtype = resolve_dtype(dtype_name, device, gen.supports_half)
-    engine = Engine(gen, device=device, dtype=dtype, seed=0)
+    engine = load_engine(ref.method, ref.weights, steps=ref.steps, device=device, dtype=dtype_name, seed=0)
+    gen, dtype = engine.generator, engine.dtype
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     for _ in range(warmup):
         engine.run(x)

@@ -54,6 +54,7 @@ class Recipe(nn.Module):
     """
 
     phases: tuple[Phase, ...] = (Phase("generator", "generator"),)
+    phase_lrs: dict[str, float] = {}  # learning rates that differ from train.lr, by phase
 
     def networks(self) -> dict[str, nn.Module]:
         raise NotImplementedError

@@ -161,7 +161,7 @@ class Trainer:
         self.step = 0
 
     def phase_lr(self, phase: str) -> float:
-        return getattr(self.recipe, "phase_lrs", {}).get(phase, self.run.train.lr)
+        return self.recipe.phase_lrs.get(phase, self.run.train.lr)
 
     # --- data -----------------------------------------------------------------------------------
 
