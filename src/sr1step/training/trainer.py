@@ -132,10 +132,10 @@ class Trainer:
         self.nets = self.recipe.networks()
         if cfg.gradient_checkpointing:
             for net in self.nets.values():
-                if hasattr(net, "gradient_checkpointing"):
-                    net.gradient_checkpointing = True
-                elif hasattr(net, "enable_gradient_checkpointing"):
+                if hasattr(net, "enable_gradient_checkpointing"):  # diffusers-based networks
                     net.enable_gradient_checkpointing()
+                elif hasattr(net, "gradient_checkpointing"):  # the ResShift UNet
+                    net.gradient_checkpointing = True
         self.optimizers, self.schedulers = {}, {}
         for phase in self.recipe.phases:
             params = [p for p in self.nets[phase.network].parameters() if p.requires_grad]
@@ -143,7 +143,9 @@ class Trainer:
                 raise ValueError(f"phase {phase.name!r}: network {phase.network!r} has no trainable parameters")
             opt = torch.optim.AdamW(params, lr=self.phase_lr(phase.name), betas=cfg.betas, weight_decay=cfg.weight_decay)
             self.optimizers[phase.name] = opt
-            self.schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.lr_schedule, cfg.warmup_steps, cfg.max_steps))
+            # a phase with repeats steps its scheduler that many times per training step
+            schedule = _lr_lambda(cfg.lr_schedule, cfg.warmup_steps * phase.repeats, cfg.max_steps * phase.repeats)
+            self.schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         names = list(self.nets)
         prepared = self.acc.prepare(*[self.nets[n] for n in names], *self.optimizers.values())
         prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
