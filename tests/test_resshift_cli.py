@@ -106,7 +106,7 @@ def test_missing_autoencoder_is_reported(official_tiny, lr_png, tmp_path, sr1ste
     assert result.exit_code == 1 and "tiny_vq.pth" in result.output
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
 def test_tiny_resshift_dtypes(lr_png, tmp_path, dtype):
     torch.manual_seed(0)
     folder = ResShiftGenerator(PRESETS["tiny"]).save_folder(tmp_path / "w", "resshift")

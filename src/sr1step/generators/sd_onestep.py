@@ -103,7 +103,9 @@ class SDOneStepGenerator(Generator):
 
         self.config = cfg
         self.unet, self.vae = unet, vae
-        self.vae.requires_grad_(False)
+        for name, p in vae.named_parameters():  # the VAE is frozen, except an encoder LoRA if one was added
+            if "lora_" not in name:
+                p.requires_grad_(False)
         self.register_buffer("prompt_embeds", prompt_embeds.detach().clone())
         sched = DDPMScheduler.from_config(scheduler_config)
         abar = sched.alphas_cumprod[cfg.timestep].double()
