@@ -29,8 +29,10 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=Path("runs/tiny-bench"))
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--val-count", type=int, default=32)
+    ap.add_argument("--set", action="append", default=[], help="config override, as for `sr1step train --set`")
     args = ap.parse_args()
-    run = resolve_run_config(ResShift.presets["tiny"](), ResShiftTraining, None, [f"train.max_steps={args.steps}", 'train.device="cpu"'])
+    run = resolve_run_config(ResShift.presets["tiny"](), ResShiftTraining, None,
+                             [f"train.max_steps={args.steps}", 'train.device="cpu"', *args.set])
     t0 = time.perf_counter()
     result = Trainer(run, ResShift.build_recipe, args.output, log=print).fit(resume="latest" if (args.output / "checkpoints").is_dir() else None)
     train_s = time.perf_counter() - t0
@@ -39,7 +41,7 @@ def main() -> None:
     lr = torch.stack([p.lr for p in pairs])
     hr = torch.stack([p.hr for p in pairs])
     psnr, ssim = create_metric("psnr"), create_metric("ssim")
-    report = {"steps": result.steps, "train_seconds": round(train_s, 1), "val_images": len(pairs)}
+    report = {"steps": result.steps, "train_seconds": round(train_s, 1), "val_images": len(pairs), "overrides": args.set}
 
     def score(name, sr):
         report[name] = {"psnr": round(psnr(sr, hr).mean().item(), 3), "ssim": round(ssim(sr, hr).mean().item(), 4)}

@@ -226,7 +226,7 @@ TRAIN_PRESETS = {
         "tiny",
         {},
         dict(degradation="bicubic", gt_size=64, crop_pad_size=64, val_size=64, val_count=8, cache_images=True),
-        dict(max_steps=3000, batch_size=8, lr=1e-3, warmup_steps=50, lr_schedule="cosine", ema_decay=0.99,
+        dict(max_steps=3000, batch_size=8, lr=1e-3, warmup_steps=20, ema_decay=0.99,
              validate_every=500, checkpoint_every=500, log_every=10, device="auto", sample_images=4),
     ),
     # The same on a tiny random VQ-f4: exercises the latent path (not meant to learn much).
