@@ -156,6 +156,8 @@ def test_benchmark_cli_outputs_resume_and_new_metric(tmp_path, monkeypatch):
     assert csv[0] == "method,dataset,images,psnr,lpips,problems" and csv[1].startswith("bicubic,set,3,")
     md = (out / "results.md").read_text()
     assert "PSNR↑" in md and "LPIPS↓" in md and "orphan.png" in md
+    # on screen, the all-unavailable metric is a note, not a column of n/a
+    assert "PSNR↑" in result.output and "LPIPS↓" not in result.output and "lpips: n/a" in result.output
 
     # resume: nothing is recomputed; a new metric is scored from the saved SR images
     import sr1step.engine as engine_mod

@@ -391,11 +391,13 @@ def _print_benchmark(rows, speed_rows, pub, names):
     from .metrics import METRICS
 
     if rows:
+        # Metrics with no score anywhere are explained below the table, not shown as columns of n/a.
+        shown = [m for m in names if any(m in r.scores for r in rows)]
         table = Table(title="sr1step benchmark")
-        for col in ["method", "dataset", "n"] + [f"{m.upper()}{METRICS[m].arrow}" for m in names]:
+        for col in ["method", "dataset", "n"] + [f"{m.upper()}{METRICS[m].arrow}" for m in shown]:
             table.add_column(col, justify="right" if col not in ("method", "dataset") else "left")
         for r in rows:
-            table.add_row(r.method, r.dataset, str(r.images), *[fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in names])
+            table.add_row(r.method, r.dataset, str(r.images), *[fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in shown])
         console.print(table)
         for m, why in sorted({(m, why) for r in rows for m, why in r.unavailable.items()}):
             console.print(f"[yellow]{m}: n/a[/yellow] ({why})")

@@ -276,7 +276,7 @@ def measure_speed(ref: MethodRef, device: torch.device, dtype_name: str, size: i
     if device.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
     else:
-        peak, kind = (ctx.peak - baseline) / 2**20, "cpu peak RSS above the pre-load baseline"
+        peak, kind = (ctx.peak - baseline) / 2**20, "cpu peak RSS"  # above the RSS before loading (docs/benchmark.md)
     latency = statistics.median(times)
     return SpeedRow(ref.label, gen.steps, gen.num_parameters() / 1e6, size, batch, latency, batch / latency, peak, kind,
                     str(device), str(dtype).replace("torch.", ""))

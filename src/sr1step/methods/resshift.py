@@ -27,6 +27,12 @@ from .base import Method, Recipe, read_folder_config
 
 VQ_CARD = "resshift-vq-f4"
 
+# A 0.8M-parameter UNet for CPU tests and demos.
+TINY_UNET = ResShiftUNetConfig(
+    image_size=16, model_channels=32, num_res_blocks=(1, 1), attention_resolutions=(16, 8), channel_mult=(1, 2),
+    num_head_channels=16, swin_embed_dim=32, window_size=4, mlp_ratio=2.0, lq_size=16,
+)
+
 # Official configurations (configs/*.yaml of zsyOAOA/ResShift) and tiny test networks.
 PRESETS: dict[str, ResShiftConfig] = {
     # realsr_swinunet_realesrgan256.yaml (v1, v2): 15 steps, sqrt(eta_1) = 0.02
@@ -35,36 +41,14 @@ PRESETS: dict[str, ResShiftConfig] = {
     "realsr-v3": ResShiftConfig(schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2)),
     # A tiny pixel-space network (no autoencoder) for CPU tests and demos.
     "tiny": ResShiftConfig(
-        unet=ResShiftUNetConfig(
-            image_size=16,
-            model_channels=32,
-            num_res_blocks=(1, 1),
-            attention_resolutions=(16, 8),
-            channel_mult=(1, 2),
-            num_head_channels=16,
-            swin_embed_dim=32,
-            window_size=4,
-            mlp_ratio=2.0,
-            lq_size=16,
-        ),
+        unet=TINY_UNET,
         # residual parameterisation: the tiny net starts at bicubic and learns details in minutes
         schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2, latent=False, predict="residual"),
         autoencoder=AutoencoderConfig(kind="pixel"),
     ),
     # The same tiny UNet on a tiny VQ-f4 (the production latent path).
     "tiny-vq": ResShiftConfig(
-        unet=ResShiftUNetConfig(
-            image_size=16,
-            model_channels=32,
-            num_res_blocks=(1, 1),
-            attention_resolutions=(16, 8),
-            channel_mult=(1, 2),
-            num_head_channels=16,
-            swin_embed_dim=32,
-            window_size=4,
-            mlp_ratio=2.0,
-            lq_size=16,
-        ),
+        unet=TINY_UNET,
         schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2),
         autoencoder=AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, n_embed=256, tile=64),
     ),
