@@ -9,6 +9,7 @@ import torch
 
 from conftest import natural_image
 from sr1step.data.degradations import (
+    PairPool,
     BicubicDegradation,
     RealESRGANConfig,
     RealESRGANDegradation,
@@ -141,3 +142,28 @@ def test_bicubic_degradation():
     assert lr.shape == (1, 3, 16, 16)
     ref = torch.nn.functional.interpolate(x, size=(16, 16), mode="bicubic", antialias=True)
     assert (lr - ref.clamp(0, 1)).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_pair_pool_mixes_batches_and_keeps_pairs_aligned():
+    g = torch.Generator().manual_seed(0)
+    pool, twin = PairPool(6), PairPool(6)
+    seen = []
+    for step in range(12):
+        hr = torch.full((2, 1, 4, 4), float(step)) + torch.tensor([0.0, 0.5]).view(2, 1, 1, 1)
+        lr = hr[..., :2, :2] * 10  # the LR of a pair is tied to its HR
+        out_hr, out_lr = pool(hr, lr, g)
+        assert torch.equal(out_lr, out_hr[..., :2, :2] * 10)
+        if step < 3:  # filling: batches pass through
+            assert torch.equal(out_hr, hr)
+        else:  # full: pairs leave from the queue, drawn from earlier steps, each once
+            assert out_hr.max() < step
+            seen += out_hr[:, 0, 0, 0].tolist()
+        if step == 5:
+            twin.load_state_dict(pool.state_dict())
+            g_twin = torch.Generator()
+            g_twin.set_state(g.get_state())
+        if step > 5:  # a pool restored from its state continues identically
+            assert torch.equal(twin(hr, lr, g_twin)[0], out_hr)
+    assert len(set(seen)) == len(seen) == 18
+    with pytest.raises(ValueError, match="multiple of the batch size"):
+        PairPool(5)(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2), g)

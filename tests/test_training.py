@@ -37,6 +37,7 @@ def tiny_run(steps=4, **train):
         "data.val_size=32",
         "data.val_count=2",
         'data.degradation="realesrgan"',
+        "data.pool_batches=1",  # the pair pool is full after one draw: resume must restore it
     ] + [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
     return resolve_run_config(ResShift.presets["tiny"](), ResShiftTraining, None, overrides)
 
@@ -70,6 +71,7 @@ def test_paper_presets_hold_official_hyperparameters():
     v1 = ResShift.presets["realsr-v1"]()
     assert v1.model.network.schedule.steps == 15 and v1.train.lr == 5e-5 and v1.train.warmup_steps == 5000
     assert v1.train.max_steps == 300_000 and v1.train.ema_decay == 0.999 and v1.data.gt_size == 256
+    assert v1.data.pool_batches == 10 and v1.data.degradation == "realesrgan"  # queue_size = 10 x batch
     v3 = ResShift.presets["realsr-v3"]()
     assert v3.model.lpips_weight == 1.0 and v3.train.lr_schedule == "cosine" and v3.model.network.schedule.steps == 4
 
@@ -162,6 +164,8 @@ def test_resume_continues_bit_for_bit(tmp_path):
     ca = load_file(str(tmp_path / "a" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors"))
     cb = load_file(str(tmp_path / "b" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors"))
     assert all(torch.equal(ca[k], cb[k]) for k in ca)
+    assert (tmp_path / "b" / "checkpoints" / "checkpoint-0000002" / "pool-rank0.pt").is_file()
+    assert not list((tmp_path / "b" / "checkpoints").glob(".pool*"))  # staged files moved in
     assert [h["generator/mse"] for h in straight.history[2:]] == [h["generator/mse"] for h in resumed.history]
 
 
@@ -250,8 +254,10 @@ def test_two_process_ddp_on_cpu(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577", "-m", "sr1step.cli",
            "train", "--method", "resshift", "--preset", "tiny", "--output", str(out), "--max-steps", "3", "--device", "cpu",
            "--set", "train.batch_size=2", "--set", "data.gt_size=32", "--set", "data.crop_pad_size=32",
-           "--set", "train.validate_every=0", "--set", "data.val_count=1", "--set", "data.val_size=32"]
+           "--set", "train.validate_every=0", "--set", "data.val_count=1", "--set", "data.val_size=32",
+           "--set", 'data.degradation="realesrgan"', "--set", "data.pool_batches=1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("exported weights") == 1
     assert (out / "export" / "unet.safetensors").is_file() and (out / "checkpoints" / "checkpoint-0000003").is_dir()
+    assert sorted(p.name for p in (out / "checkpoints" / "checkpoint-0000003").glob("pool-*")) == ["pool-rank0.pt", "pool-rank1.pt"]

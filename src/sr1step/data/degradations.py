@@ -271,3 +271,48 @@ class BicubicDegradation:
         h, w = hr.shape[-2:]
         lr = F.interpolate(hr, size=(h // self.scale, w // self.scale), mode="bicubic", antialias=True, align_corners=False)
         return (lr.clamp(0, 1) * 255).round() / 255
+
+
+class PairPool:
+    """Real-ESRGAN's training-pair pool (``_dequeue_and_enqueue`` of its and ResShift's trainers):
+    degraded pairs wait in a queue of ``size`` and leave it in random order, so one batch mixes
+    degradations drawn at different steps (one degradation draw covers a whole batch).
+
+    While the pool fills, batches pass through unchanged. ``state_dict`` holds the queue for
+    exact resume."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.hr: torch.Tensor | None = None
+        self.lr: torch.Tensor | None = None
+        self.filled = 0
+
+    def __call__(self, hr: torch.Tensor, lr: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        b = hr.shape[0]
+        if self.size <= 0:
+            return hr, lr
+        if self.size % b:
+            raise ValueError(f"pair pool size {self.size} is not a multiple of the batch size {b}")
+        if self.hr is None:
+            self.hr = hr.new_zeros((self.size, *hr.shape[1:]))
+            self.lr = lr.new_zeros((self.size, *lr.shape[1:]))
+        if self.filled < self.size:
+            self.hr[self.filled : self.filled + b] = hr
+            self.lr[self.filled : self.filled + b] = lr
+            self.filled += b
+            return hr, lr
+        order = torch.randperm(self.size, generator=g).to(self.hr.device)
+        self.hr, self.lr = self.hr[order], self.lr[order]
+        out_hr, out_lr = self.hr[:b].clone(), self.lr[:b].clone()
+        self.hr[:b], self.lr[:b] = hr, lr
+        return out_hr, out_lr
+
+    def state_dict(self) -> dict:
+        if self.hr is None:
+            return {"filled": 0}
+        return {"filled": self.filled, "hr": self.hr.cpu(), "lr": self.lr.cpu()}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        self.filled = int(state["filled"])
+        self.hr = state["hr"].to(device) if "hr" in state else None
+        self.lr = state["lr"].to(device) if "lr" in state else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -32,7 +33,10 @@ def _checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
-def save_checkpoint(root: Path, step: int, networks: dict, optimizers: dict, schedulers: dict, ema, keep: int, meta: dict) -> Path:
+def save_checkpoint(
+    root: Path, step: int, networks: dict, optimizers: dict, schedulers: dict, ema, keep: int, meta: dict, extra_files: Sequence[Path] = ()
+) -> Path:
+    """``extra_files`` (state each process staged beside the checkpoints) are moved into it."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:07d}"
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
@@ -44,6 +48,8 @@ def save_checkpoint(root: Path, step: int, networks: dict, optimizers: dict, sch
     torch.save({k: s.state_dict() for k, s in schedulers.items()}, tmp / "schedulers.pt")
     if ema is not None:
         torch.save(ema.state_dict(), tmp / "ema.pt")
+    for f in extra_files:
+        os.replace(f, tmp / f.name.lstrip("."))
     (tmp / "trainer.json").write_text(json.dumps({"step": step, **meta}, indent=2))
     if final.exists():
         shutil.rmtree(final)

@@ -26,6 +26,7 @@ class DataConfig:
     crop_pad_size: int = 300  # HR crop before degradation (blur borders), then a gt_size crop
     degradation: Literal["realesrgan", "bicubic"] = "realesrgan"
     realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
+    pool_batches: int = 10  # Real-ESRGAN pair pool of pool_batches x batch_size pairs (realesrgan only; 0 = off)
     flip: bool = True
     cache_images: bool = False  # keep decoded training images in memory (small sets)
     num_workers: int = 0

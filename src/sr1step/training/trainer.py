@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data.datasets import HRCrops, PairedSet, StreamSampler, load_paired_folder, resolve_image_list, synthesize_pairs
-from ..data.degradations import BicubicDegradation, RealESRGANDegradation
+from ..data.degradations import BicubicDegradation, PairPool, RealESRGANDegradation
 from ..engine import Engine
 from ..methods.base import Batch, Recipe
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
@@ -158,6 +159,7 @@ class Trainer:
             self.ema = EMAModel(self.ema_params(), decay=cfg.ema_decay)
             self.ema.to(self.device)
         self.degrade = make_degradation(run)
+        self.pool = PairPool(run.data.pool_batches * cfg.batch_size if run.data.degradation == "realesrgan" else 0)
         shared_draws = 1 + sum(p.repeats if p.fresh_batch else p.repeats - 1 for p in self.recipe.phases)
         self.micro_per_step = cfg.grad_accum * shared_draws
         self.step = 0
@@ -188,7 +190,8 @@ class Trainer:
             x = int(torch.randint(0, lr.shape[-1] - lr_size + 1, (1,), generator=g))
             lr = lr[..., y : y + lr_size, x : x + lr_size]
             hr = hr[..., y * s : y * s + size, x * s : x * s + size]
-        return Batch(hr=hr.contiguous(), lr=lr.contiguous())
+        hr, lr = self.pool(hr.contiguous(), lr.contiguous(), g)
+        return Batch(hr=hr, lr=lr)
 
     # --- one step ---------------------------------------------------------------------------------
 
@@ -291,7 +294,20 @@ class Trainer:
         save_run_config(self.run, folder / "train_config.toml")
         return folder
 
+    def _pool_file(self, staged: bool) -> str:
+        return f"{'.' if staged else ''}pool-rank{self.acc.process_index}.pt"
+
+    def stage_pool(self) -> None:
+        """Every process writes its pair pool beside the checkpoints; the main one moves them in."""
+        if self.pool.size > 0:
+            root = self.output / "checkpoints"
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = root / (self._pool_file(staged=True) + ".tmp")
+            torch.save(self.pool.state_dict(), tmp)
+            os.replace(tmp, root / self._pool_file(staged=True))
+
     def checkpoint(self) -> Path:
+        root = self.output / "checkpoints"
         return save_checkpoint(
             self.output / "checkpoints",
             self.step,
@@ -301,6 +317,7 @@ class Trainer:
             self.ema,
             keep=self.run.train.keep_checkpoints,
             meta={"method": self.run.method},
+            extra_files=sorted(root.glob(".pool-rank*.pt")),
         )
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -316,6 +333,11 @@ class Trainer:
             self.step = load_checkpoint(
                 path, {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()}, self.optimizers, self.schedulers, self.ema
             )
+            pool_file = path / self._pool_file(staged=False)
+            if pool_file.is_file():
+                self.pool.load_state_dict(torch.load(pool_file, map_location="cpu", weights_only=True), self.device)
+            elif self.pool.size > 0:
+                self.log(f"{pool_file.name} not in the checkpoint (another process count?): the pair pool starts empty")
             self.log(f"resumed from {path} at step {self.step}")
         self.acc.init_trackers("sr1step", config=_flat_config(self.run.to_dict()))
         degrade_val = BicubicDegradation(self.run.data.scale) if self.run.data.degradation == "bicubic" else self.degrade
@@ -345,6 +367,7 @@ class Trainer:
                     result.validations.append({"step": self.step, **scores})
                     self.log(_format_scores(self.step, scores))
                 if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or final or stop.requested:
+                    self.stage_pool()
                     self.acc.wait_for_everyone()
                     if main:
                         self.checkpoint()
