@@ -233,7 +233,8 @@ def test_cli_train_then_upscale(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--method", "bicubic"], "cannot be trained"),
+        (["train", "--method", "bicubic"], "no training recipe"),
+        (["distill", "--method", "rsd", "--teacher", "resshift"], "(inference only)"),
         (["train", "--method", "resshift", "--preset", "tinny"], "did you mean 'tiny'"),
         (["distill", "--method", "resshift", "--teacher", "x"], "sr1step train"),
         (["train", "--method", "resshift", "--preset", "tiny", "--set", "train.nope=1"], "unknown key"),

@@ -195,7 +195,10 @@ def _train_command(kind, method, preset, config, overrides, data, output, max_st
     except ConfigError as err:
         raise usage_error(str(err))
     if method_cls.config_class is None:
-        raise usage_error(f"method {method!r} cannot be trained with sr1step {kind}")
+        from .registry import METHODS
+
+        trainable = ", ".join(f"{m.name} ({'distill' if m.needs_teacher else 'train'})" for m in METHODS.values() if m.config_class)
+        raise usage_error(f"method {method!r} has no training recipe in this version (inference only); trainable: {trainable}")
     if method_cls.needs_teacher != (kind == "distill"):
         other = "distill" if method_cls.needs_teacher else "train"
         raise usage_error(f"method {method!r} is trained with `sr1step {other}`")
