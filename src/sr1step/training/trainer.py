@@ -309,7 +309,7 @@ class Trainer:
     def checkpoint(self) -> Path:
         root = self.output / "checkpoints"
         return save_checkpoint(
-            self.output / "checkpoints",
+            root,
             self.step,
             {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()},
             self.optimizers,
@@ -334,10 +334,11 @@ class Trainer:
                 path, {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()}, self.optimizers, self.schedulers, self.ema
             )
             pool_file = path / self._pool_file(staged=False)
-            if pool_file.is_file():
-                self.pool.load_state_dict(torch.load(pool_file, map_location="cpu", weights_only=True), self.device)
+            pool_state = torch.load(pool_file, map_location="cpu", weights_only=True) if pool_file.is_file() else None
+            if pool_state is not None and len(pool_state.get("hr", ())) in (0, self.pool.size):
+                self.pool.load_state_dict(pool_state, self.device)
             elif self.pool.size > 0:
-                self.log(f"{pool_file.name} not in the checkpoint (another process count?): the pair pool starts empty")
+                self.log(f"no matching {pool_file.name} in the checkpoint (other process count or pool size?): the pair pool starts empty")
             self.log(f"resumed from {path} at step {self.step}")
         self.acc.init_trackers("sr1step", config=_flat_config(self.run.to_dict()))
         degrade_val = BicubicDegradation(self.run.data.scale) if self.run.data.degradation == "bicubic" else self.degrade
