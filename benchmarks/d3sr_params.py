@@ -1,6 +1,6 @@
 """Parameter counts and a memory estimate for D3SR presets, from configs (no weights needed).
 
-    python benchmarks/d3sr_params.py [--preset sd-turbo] [--batch 4] [--size 512]
+    python benchmarks/d3sr_params.py [--preset sd-turbo]
 
 Memory = frozen weights (in frozen_dtype) + trainable parameters with their gradients and AdamW
 states (fp32: 16 bytes each) + the EMA copy; activations are not estimated here (measure them

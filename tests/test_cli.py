@@ -1,6 +1,5 @@
 """`sr1step` end to end on generated images: bicubic, a tiny ResShift, conversion of official files."""
 
-import json
 
 import cv2
 import numpy as np

@@ -335,16 +335,13 @@ def benchmark(
     from .data.testsets import TestSetError
     from .devices import resolve_device
     from .hub import WeightsNotFoundError
-    from .metrics import METRICS, set_metric_weights_dir
+    from .metrics import get_spec, set_metric_weights_dir
     from .registry import get_method
 
     names = tuple(m.strip() for m in metrics.split(",") if m.strip())
     try:
         for n in names:
-            if n not in METRICS:
-                from .config import unknown_name_error
-
-                raise unknown_name_error("metric", n, list(METRICS))
+            get_spec(n)
         refs = [MethodRef.parse(m, steps) for m in methods]
         for ref in refs:
             get_method(ref.method)
@@ -360,7 +357,7 @@ def benchmark(
     opts = BenchOptions(names, crop_border, dev, dtype, tile, tile_overlap, batch_size, color_fix, seed, limit, save_images)
     rows, speed_rows, failed = [], [], False
     try:
-        bench = Benchmark(output, opts, log=lambda msg: err_console.print(f"[yellow]{msg}[/yellow]")) if datasets else None
+        bench = Benchmark(output, opts) if datasets else None
         loaded = [load_dataset(d) for d in datasets]
     except (TestSetError, ConfigError) as err:
         raise run_error(str(err))
@@ -390,38 +387,20 @@ def benchmark(
 
 
 def _print_benchmark(rows, speed_rows, pub, names):
-    from .benchmark import fmt
-    from .metrics import METRICS
+    from .benchmark import result_notes, result_tables
 
-    if rows:
-        # Metrics with no score anywhere are explained below the table, not shown as columns of n/a.
-        shown = [m for m in names if any(m in r.scores for r in rows)]
-        table = Table(title="sr1step benchmark")
-        for col in ["method", "dataset", "n"] + [f"{m.upper()}{METRICS[m].arrow}" for m in shown]:
-            table.add_column(col, justify="right" if col not in ("method", "dataset") else "left")
-        for r in rows:
-            table.add_row(r.method, r.dataset, str(r.images), *[fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in shown])
-        console.print(table)
-        for m, why in sorted({(m, why) for r in rows for m, why in r.unavailable.items()}):
-            console.print(f"[yellow]{m}: n/a[/yellow] ({why})")
-        for r in rows:
-            for name, why in r.problems:
-                console.print(f"[yellow]{r.method} / {r.dataset}: {name} not scored[/yellow]: {why}")
-    if pub:
-        table = Table(title="published numbers")
-        for col in ("method", "dataset", "metric", "ours", "published", "delta", "as"):
+    # Metrics with no score anywhere are explained below the table, not shown as columns of n/a.
+    shown = [m for m in names if any(m in r.scores for r in rows)]
+    for title, head, cells in result_tables(rows, speed_rows, pub, shown):
+        table = Table(title=title)
+        for col in head:
             table.add_column(col)
-        for x in pub:
-            table.add_row(x["method"], x["dataset"], x["metric"], fmt(x["metric"], x["ours"]), fmt(x["metric"], x["published"]), f"{x['delta']:+.4f}", x["published_as"])
+        for row in cells:
+            table.add_row(*row)
         console.print(table)
-    if speed_rows:
-        table = Table(title="speed and size")
-        for col in ("method", "NFE", "params (M)", "input", "latency (s)", "images/s", "peak mem (MB)", "device", "dtype"):
-            table.add_column(col)
-        for s in speed_rows:
-            table.add_row(s.method, str(s.nfe), f"{s.params_m:.2f}", f"{s.input_size}x{s.input_size}x{s.batch}", f"{s.latency_s:.4f}",
-                          f"{s.images_per_s:.2f}", f"{s.peak_memory_mb:.0f} ({s.memory_kind})", s.device, s.dtype)
-        console.print(table)
+        if title == "sr1step benchmark":
+            for note in result_notes(rows):
+                console.print(f"[yellow]{note}[/yellow]")
 
 
 @models_app.command("list")

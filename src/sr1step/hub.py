@@ -129,7 +129,7 @@ def card_status(card: ModelCard) -> str:
 
 
 @lru_cache(maxsize=4)
-def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -145,7 +145,7 @@ def hub_online() -> bool:
     if constants.HF_HUB_OFFLINE:
         return False
     host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    return _reachable(host)
+    return reachable(host)
 
 
 def missing_message(card: ModelCard, missing: list[str]) -> str:

@@ -9,6 +9,7 @@ new metric only scores what is missing), then averaged; FID compares the SR and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -24,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.datasets import PairedSet, load_paired_folder
+from ..data.datasets import PairedSet, load_paired_folder, to_tensor
 from ..data.testsets import TESTSETS, prepare_testset
 from ..devices import synchronize
 from ..engine import Engine
-from ..imageio import ImageReadError, read_image, save_png
+from ..imageio import read_image, save_png
 from ..metrics import METRICS, MetricUnavailable, create_metric
 from ..upscale import load_engine
 
@@ -120,23 +121,20 @@ def load_dataset(spec: str, scale: int = 4) -> tuple[str, Path, PairedSet]:
 
 
 def _to_tensor(path: Path) -> torch.Tensor:
-    return torch.from_numpy(read_image(path, max_pixels=None).rgb).permute(2, 0, 1)[None]
+    return to_tensor(read_image(path, max_pixels=None).rgb)[None]
 
 
 class Benchmark:
-    def __init__(self, output: Path, options: BenchOptions, log: Callable[[str], None] = print):
+    def __init__(self, output: Path, options: BenchOptions):
         self.output = Path(output)
         self.opts = options
-        self.log = log
         self.metrics: dict[str, object] = {}
-        self.unavailable: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}  # metric -> reason, reported with the results
         for name in options.metrics:
-            spec = METRICS[name]
             try:
-                self.metrics[name] = create_metric(name, options.device, options.crop_border) if spec.kind != "set" else create_metric(name, options.device)
+                self.metrics[name] = create_metric(name, options.device, options.crop_border)
             except MetricUnavailable as err:
                 self.unavailable[name] = str(err)
-                self.log(f"metric {name} unavailable: {err}")
 
     def _engine(self, ref: MethodRef) -> Engine:
         o = self.opts
@@ -152,6 +150,7 @@ class Benchmark:
         need_fid = "fid" in self.metrics and all(p.hr is not None for p in pairs)
         engine = None
         problems = list(paired.problems)
+        dev = self.opts.device
         for i, pair in enumerate(pairs):
             todo = cache.missing(pair.name, per_image)
             sr_path = sr_dir / f"{pair.name}.png"
@@ -168,13 +167,12 @@ class Benchmark:
                     sr_path.parent.mkdir(parents=True, exist_ok=True)
                     save_png(sr_path, sr[0].permute(1, 2, 0).numpy())
                     sr = _to_tensor(sr_path)  # score what was written (8-bit), as the papers do
-                hr = pair.hr[None] if pair.hr is not None else None
+                sr = sr.to(dev)
+                hr = pair.hr[None].to(dev) if pair.hr is not None else None
                 scores = {}
                 with torch.no_grad():
                     for m in todo:
-                        metric = self.metrics[m]
-                        dev = self.opts.device
-                        value = metric(sr.to(dev), hr.to(dev)) if METRICS[m].kind == "FR" else metric(sr.to(dev))
+                        value = self.metrics[m](sr, hr) if METRICS[m].kind == "FR" else self.metrics[m](sr)
                         scores[m] = float(value.mean())
                 cache.add(pair.name, scores)
             if progress is not None:
@@ -188,17 +186,16 @@ class Benchmark:
                     save_png(hr_dir / f"{p.name}.png", p.hr.permute(1, 2, 0).numpy())
             with torch.no_grad():
                 means["fid"] = float(self.metrics["fid"](str(sr_dir), str(hr_dir)))
-        unavailable = {m: r for m, r in self.unavailable.items()}
+        unavailable = dict(self.unavailable)
         if any(p.hr is None for p in pairs):
             for m in self.opts.metrics:
                 if METRICS[m].kind in ("FR", "set") and m not in unavailable:
                     unavailable[m] = "needs HR images (LR-only test set)"
         if not self.opts.save_images:
             shutil.rmtree(sr_dir, ignore_errors=True)
-        gen_info = engine.generator if engine is not None else None
         row = Row(ref.label, dataset, len(names), means, unavailable, problems)
-        if gen_info is not None:
-            row.nfe, row.params_m = gen_info.steps, gen_info.num_parameters() / 1e6
+        if engine is not None:
+            row.nfe, row.params_m = engine.generator.steps, engine.generator.num_parameters() / 1e6
         return row
 
 
@@ -257,26 +254,20 @@ def measure_speed(ref: MethodRef, device: torch.device, dtype_name: str, size: i
     for _ in range(warmup):
         engine.run(x)
     times = []
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-        ctx = None
-    else:
-        ctx = _PeakRSS()
-        ctx.__enter__()
-    try:
+    with contextlib.nullcontext() if cuda else _PeakRSS() as rss:
         for _ in range(runs):
             synchronize(device)
             t0 = time.perf_counter()
             engine.run(x)
             synchronize(device)
             times.append(time.perf_counter() - t0)
-    finally:
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
-    if device.type == "cuda":
+    if cuda:
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
     else:
-        peak, kind = (ctx.peak - baseline) / 2**20, "cpu peak RSS"  # above the RSS before loading (docs/benchmark.md)
+        peak, kind = (rss.peak - baseline) / 2**20, "cpu peak RSS"  # above the RSS before loading (docs/benchmark.md)
     latency = statistics.median(times)
     return SpeedRow(ref.label, gen.steps, gen.num_parameters() / 1e6, size, batch, latency, batch / latency, peak, kind,
                     str(device), str(dtype).replace("torch.", ""))
@@ -377,33 +368,40 @@ def fmt(metric: str, value: float) -> str:
     return f"{value:.2f}" if metric in ("psnr", "musiq", "fid") else f"{value:.4f}"
 
 
-def markdown(rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...], env: dict) -> str:
-    out = ["# sr1step benchmark", ""]
+def result_tables(rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...] | list[str]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, cells) of the score, published and speed tables: one source for the screen and results.md."""
+    tables = []
     if rows:
         head = ["method", "dataset", "images"] + [f"{m.upper()}{METRICS[m].arrow}" for m in metrics]
-        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in rows:
-            cells = [r.method, r.dataset, str(r.images)] + [fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in metrics]
-            out.append("| " + " | ".join(cells) + " |")
-        notes = sorted({(m, why) for r in rows for m, why in r.unavailable.items()})
-        if notes or any(r.problems for r in rows):
-            out.append("")
-        for m, why in notes:
-            out.append(f"- {m}: unavailable ({why})")
-        for r in rows:
-            for name, why in r.problems:
-                out.append(f"- {r.method} / {r.dataset}: {name} not scored: {why}")
+        cells = [[r.method, r.dataset, str(r.images)] + [fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in metrics] for r in rows]
+        tables.append(("sr1step benchmark", head, cells))
     if refs:
-        out += ["", "## Published numbers", "", "| method | dataset | metric | ours | published | delta | source |", "|---|---|---|---|---|---|---|"]
-        for x in refs:
-            out.append(f"| {x['method']} | {x['dataset']} | {x['metric']} | {fmt(x['metric'], x['ours'])} | {fmt(x['metric'], x['published'])} | "
-                       f"{x['delta']:+.4f} | {x['published_as']}: {x['source']} |")
+        head = ["method", "dataset", "metric", "ours", "published", "delta", "source"]
+        cells = [[x["method"], x["dataset"], x["metric"], fmt(x["metric"], x["ours"]), fmt(x["metric"], x["published"]), f"{x['delta']:+.4f}",
+                  f"{x['published_as']}: {x['source']}"] for x in refs]
+        tables.append(("Published numbers", head, cells))
     if speed:
-        out += ["", "## Speed and size", "", "| method | NFE | params (M) | input | batch | latency (s) | images/s | peak memory (MB) | device | dtype |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for s in speed:
-            out.append(f"| {s.method} | {s.nfe} | {s.params_m:.2f} | {s.input_size}x{s.input_size} | {s.batch} | {s.latency_s:.4f} | "
-                       f"{s.images_per_s:.2f} | {s.peak_memory_mb:.0f} ({s.memory_kind}) | {s.device} | {s.dtype} |")
-    out += ["", f"Environment: sr1step {env['sr1step']}, torch {env['torch']}, pyiqa {env['pyiqa']}, device {env['device_name']}; "
+        head = ["method", "NFE", "params (M)", "input", "batch", "latency (s)", "images/s", "peak memory (MB)", "device", "dtype"]
+        cells = [[s.method, str(s.nfe), f"{s.params_m:.2f}", f"{s.input_size}x{s.input_size}", str(s.batch), f"{s.latency_s:.4f}",
+                  f"{s.images_per_s:.2f}", f"{s.peak_memory_mb:.0f} ({s.memory_kind})", s.device, s.dtype] for s in speed]
+        tables.append(("Speed and size", head, cells))
+    return tables
+
+
+def result_notes(rows: list[Row]) -> list[str]:
+    """Unavailable metrics (with the reason and the files to place) and images that were not scored."""
+    notes = [f"{m}: n/a ({why})" for m, why in sorted({(m, why) for r in rows for m, why in r.unavailable.items()})]
+    return notes + [f"{r.method} / {r.dataset}: {name} not scored: {why}" for r in rows for name, why in r.problems]
+
+
+def markdown(rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...], env: dict) -> str:
+    out = []
+    for i, (title, head, cells) in enumerate(result_tables(rows, speed, refs, metrics)):
+        out += [f"{'#' if i == 0 else '##'} {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(c) + " |" for c in cells]
+        if i == 0 and rows and result_notes(rows):
+            out += [""] + [f"- {n}" for n in result_notes(rows)]
+        out.append("")
+    out += [f"Environment: sr1step {env['sr1step']}, torch {env['torch']}, pyiqa {env['pyiqa']}, device {env['device_name']}; "
             f"PSNR/SSIM on Y (BT.601 YCbCr), crop border {env.get('crop_border', 0)}.", ""]
     return "\n".join(out)

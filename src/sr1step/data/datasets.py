@@ -100,6 +100,7 @@ class HRCrops(Dataset):
         self.flip = flip
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self._bad: set[int] = set()
+        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))  # (epoch, file order): one permutation per epoch
 
     def __len__(self) -> int:
         return len(self.files)
@@ -121,7 +122,9 @@ class HRCrops(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         n = len(self.files)
         epoch, pos = divmod(int(index), n)
-        order = _rng(self.seed, epoch).permutation(n)
+        if self._order[0] != epoch:
+            self._order = (epoch, _rng(self.seed, epoch).permutation(n))
+        order = self._order[1]
         rng = _rng(self.seed, index, 1)
         for attempt in range(n):
             rgb = self._load(int(order[(pos + attempt) % n]))

@@ -13,6 +13,7 @@ training starts and stored with the weights. Weight folders hold the LoRA in dif
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,19 +64,26 @@ def load_base(base: str, folder: Path | None = None):
         if folder is None:
             raise ValueError("base 'embedded' needs the weight folder")
         root = folder / "base"
-    elif Path(base).expanduser().is_dir():
-        root = Path(base).expanduser()
     else:
-        from ..hub import get_card, snapshot_folder
-
-        root = snapshot_folder(get_card(base))
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", local_files_only=True, **_variant(root / "unet"))
-    vae = AutoencoderKL.from_pretrained(root, subfolder="vae", local_files_only=True, **_variant(root / "vae"))
+        root = diffusers_root(base)
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", local_files_only=True, **variant_kwargs(root / "unet"))
+    vae = AutoencoderKL.from_pretrained(root, subfolder="vae", local_files_only=True, **variant_kwargs(root / "vae"))
     sched = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
     return unet, vae, sched
 
 
-def _variant(sub: Path) -> dict:
+def diffusers_root(name: str) -> Path:
+    """A diffusers-layout folder: ``name`` itself, or the local snapshot of the model card ``name``."""
+    root = Path(name).expanduser()
+    if root.is_dir():
+        return root
+    from ..hub import get_card, snapshot_folder
+
+    return snapshot_folder(get_card(name))
+
+
+def variant_kwargs(sub: Path) -> dict:
+    """``from_pretrained`` kwargs for a model subfolder that holds only the fp16 variant."""
     plain = sub / "diffusion_pytorch_model.safetensors"
     return {} if plain.exists() or not (sub / "diffusion_pytorch_model.fp16.safetensors").exists() else {"variant": "fp16"}
 
@@ -155,7 +163,7 @@ class SDOneStepGenerator(Generator):
         cfg = self.config
         if cfg.base in ("tiny", "embedded"):  # random base networks travel with the weights
             self.save_base(folder / "base")
-            cfg = type(cfg)(**{**cfg.__dict__, "base": "embedded"})
+            cfg = dataclasses.replace(cfg, base="embedded")
         self.unet.save_lora_adapter(str(folder), weight_name=LORA_FILE, upcast_before_saving=True)
         if cfg.vae_encoder_lora_rank:
             from peft import get_peft_model_state_dict
@@ -168,9 +176,8 @@ class SDOneStepGenerator(Generator):
 
     def save_base(self, folder: Path) -> None:
         """The base networks without LoRA layers (used for random tiny bases)."""
-        unet_state = {k.replace(".base_layer", ""): v for k, v in self.unet.state_dict().items() if "lora_" not in k}
-        vae_state = {k.replace(".base_layer", ""): v for k, v in self.vae.state_dict().items() if "lora_" not in k}
-        for name, model, state in (("unet", self.unet, unet_state), ("vae", self.vae, vae_state)):
+        for name, model in (("unet", self.unet), ("vae", self.vae)):
+            state = {k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if "lora_" not in k}
             (folder / name).mkdir(parents=True, exist_ok=True)
             save_safetensors(state, folder / name / "diffusion_pytorch_model.safetensors")
             save_json_atomic(dict(model.config), folder / name / "config.json")

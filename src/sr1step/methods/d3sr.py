@@ -20,15 +20,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..generators.sd_onestep import FORMAT, LoraSettings, SDOneStepConfig, SDOneStepGenerator, add_unet_lora, add_vae_encoder_lora, load_base
+from ..devices import DTYPES
+from ..generators.sd_onestep import (
+    FORMAT,
+    LoraSettings,
+    SDOneStepConfig,
+    SDOneStepGenerator,
+    add_unet_lora,
+    add_vae_encoder_lora,
+    diffusers_root,
+    load_base,
+)
 from ..hub import WeightsNotFoundError
 from ..losses import EADISTS, d_loss, g_loss
 from ..nets.diffusion_discriminator import DISC_TARGETS, DiffusionDiscriminator, DiffusionDiscriminatorConfig
 from ..training.config import DataConfig, RunConfig, TrainConfig
 from .base import Method, Phase, Recipe, read_folder_config
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 @dataclass(frozen=True)
 class D3SRLosses:
@@ -60,11 +67,7 @@ def embed_prompt(base: str, prompt: str, dim: int) -> torch.Tensor:
         return torch.randn(1, 77, dim, generator=g) * 0.5
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    root = Path(base).expanduser()
-    if not root.is_dir():
-        from ..hub import get_card, snapshot_folder
-
-        root = snapshot_folder(get_card(base))
+    root = diffusers_root(base)
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
     encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
     ids = tokenizer([prompt], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
@@ -139,12 +142,12 @@ class D3SRRecipe(Recipe):
         gen = self.gen
         z_hat = self.wrapped["generator"](batch.lr)
         sr = gen.decode(z_hat)
-        hr = batch.hr.to(sr.dtype)
-        mse = F.mse_loss(sr.float(), hr.float())
+        hr = batch.hr.float()
+        mse = F.mse_loss(sr.float(), hr)
         logs = {"mse": mse.item()}
         loss = w.mse_weight * mse
         if self.ea_dists is not None:
-            ead = self.ea_dists(sr.float().clamp(0, 1), hr.float())
+            ead = self.ea_dists(sr.float().clamp(0, 1), hr)
             loss = loss + ead
             logs["ea_dists"] = ead.item()
         with torch.no_grad():
@@ -178,6 +181,9 @@ def _d3sr_run(model: D3SRConfig, data: dict, train: dict) -> RunConfig:
 
 
 TINY_LORA = LoraSettings(rank=4, alpha=4.0)
+FULL_DATA = dict(degradation="realesrgan", gt_size=512, crop_pad_size=576, val_size=512, val_count=8)
+FULL_TRAIN = dict(max_steps=100_000, batch_size=4, lr=5e-5, weight_decay=1e-2, warmup_steps=500, grad_clip=1.0, mixed_precision="bf16",
+                  gradient_checkpointing=True, ema_decay=0.999, validate_every=2500, checkpoint_every=2500)
 PRESETS = {
     # Random tiny SD UNet/VAE and SDXL-like discriminator, random-VGG DISTS: CPU, seconds per step.
     "tiny": lambda: _d3sr_run(
@@ -190,19 +196,13 @@ PRESETS = {
         dict(max_steps=20, batch_size=2, lr=1e-4, ema_decay=0.99, validate_every=0, checkpoint_every=10, log_every=1, sample_images=2),
     ),
     # The paper's setting as we read it: SD-Turbo generator, SDXL-base discriminator (see docs/methods/d3sr.md).
-    "sd-turbo": lambda: _d3sr_run(
-        D3SRConfig(frozen_dtype="bf16"),
-        dict(degradation="realesrgan", gt_size=512, crop_pad_size=576, val_size=512, val_count=8),
-        dict(max_steps=100_000, batch_size=4, lr=5e-5, weight_decay=1e-2, warmup_steps=500, grad_clip=1.0, mixed_precision="bf16",
-             gradient_checkpointing=True, ema_decay=0.999, validate_every=2500, checkpoint_every=2500),
-    ),
+    "sd-turbo": lambda: _d3sr_run(D3SRConfig(frozen_dtype="bf16"), FULL_DATA, FULL_TRAIN),
     # The smaller option: SD 2.1-base for both the generator and the discriminator.
     "sd21": lambda: _d3sr_run(
         D3SRConfig(generator=SDOneStepConfig(base="sd-2-1-base"), discriminator=DiffusionDiscriminatorConfig(backbone="sd-2-1-base"),
                    frozen_dtype="bf16"),
-        dict(degradation="realesrgan", gt_size=512, crop_pad_size=576, val_size=512, val_count=8),
-        dict(max_steps=100_000, batch_size=4, lr=5e-5, weight_decay=1e-2, warmup_steps=500, grad_clip=1.0, mixed_precision="bf16",
-             gradient_checkpointing=True, ema_decay=0.999, validate_every=2500, checkpoint_every=2500),
+        FULL_DATA,
+        FULL_TRAIN,
     ),
 }
 
@@ -250,7 +250,7 @@ def parameter_report(cfg: D3SRConfig) -> dict[str, int]:
     g, d = cfg.generator, cfg.discriminator
     if g.base not in unets or d.backbone not in disc_unets:
         raise ValueError("parameter_report knows the sd-turbo, sd-2-1-base, sdxl-base and tiny configs only")
-    with sc.meta_device():
+    with torch.device("meta"):  # counts without allocating weights
         unet, vae = UNet2DConditionModel(**unets[g.base]), AutoencoderKL(**vaes[g.base])
         counts = {"generator_unet": sum(p.numel() for p in unet.parameters()), "generator_vae": sum(p.numel() for p in vae.parameters())}
         add_unet_lora(unet, g.lora)

@@ -86,10 +86,13 @@ def generator_from_official(
 def _vq_file(card: ModelCard | None = None) -> Path | None:
     """The autoencoder file a model needs: its card's first requirement (default: the VQ-f4)."""
     name = (card.requires[0] if card.requires else None) if card is not None else VQ_CARD
-    if name is None:
-        return None
-    vq = get_card(name)
-    return download_card(vq)[vq.files[0]]
+    return None if name is None else _card_file(name)
+
+
+def _card_file(name: str) -> Path:
+    """The (first) file of a single-file model card, downloaded or found locally."""
+    card = get_card(name)
+    return download_card(card)[card.files[0]]
 
 
 def card_config(card: ModelCard) -> ResShiftConfig:
@@ -146,7 +149,7 @@ class ResShiftRecipe(Recipe):
         if cfg.lpips_weight > 0:
             from ..metrics import create_metric
 
-            self.lpips = create_metric(f"lpips-{cfg.lpips_net}" if cfg.lpips_net == "vgg" else "lpips", as_loss=True)
+            self.lpips = create_metric({"vgg": "lpips-vgg", "alex": "lpips"}[cfg.lpips_net], as_loss=True)
             self.lpips.requires_grad_(False)
 
     def networks(self):
@@ -188,10 +191,7 @@ class ResShiftRecipe(Recipe):
 
 def _weights_file(spec: str) -> Path:
     path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    card = get_card(spec)
-    return download_card(card)[card.files[0]]
+    return path if path.is_file() else _card_file(spec)
 
 
 def _resshift_run(network: str, model: dict, data: dict, train: dict) -> RunConfig:

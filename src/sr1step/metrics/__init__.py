@@ -85,9 +85,9 @@ def missing_weights(spec: MetricSpec) -> list[str]:
 
 
 def _downloadable() -> bool:
-    from ..hub import _reachable
+    from ..hub import reachable
 
-    return _reachable(urllib.parse.urlparse(HF).hostname or "huggingface.co")
+    return reachable(urllib.parse.urlparse(HF).hostname or "huggingface.co")
 
 
 def check_available(spec: MetricSpec) -> None:

@@ -18,12 +18,11 @@ fed as they are and the LoRA adapts (``latent_scale = 1``); ``latent_scale = 0.7
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..generators.sd_onestep import LoraSettings
+from ..generators.sd_onestep import LoraSettings, diffusers_root, variant_kwargs
 
 DISC_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "conv_shortcut", "conv")
 
@@ -48,13 +47,8 @@ def load_backbone(name: str):
 
     if name == "tiny":
         return UNet2DConditionModel(**TINY_SDXL_UNET), dict(SD_SCHEDULER)
-    root = Path(name).expanduser()
-    if not root.is_dir():
-        from ..hub import get_card, snapshot_folder
-
-        root = snapshot_folder(get_card(name))
-    kwargs = {} if (root / "unet" / "diffusion_pytorch_model.safetensors").exists() else {"variant": "fp16"}
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", local_files_only=True, **kwargs)
+    root = diffusers_root(name)
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", local_files_only=True, **variant_kwargs(root / "unet"))
     sched_path = root / "scheduler" / "scheduler_config.json"
     return unet, json.loads(sched_path.read_text()) if sched_path.exists() else dict(SD_SCHEDULER)
 

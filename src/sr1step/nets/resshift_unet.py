@@ -346,6 +346,10 @@ class ResShiftUNet(nn.Module):
             return checkpoint(block, h, emb, use_reentrant=False)
         return block(h, emb)
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute block activations in the backward pass (the diffusers method name)."""
+        self.gradient_checkpointing = True
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(self.time_embed[0].weight.dtype))
         parts = [x, self.feature_extractor(lq.type(x.dtype))]

@@ -8,10 +8,6 @@ tiny versions run the production code path on a CPU with random weights.
 
 from __future__ import annotations
 
-import contextlib
-
-import torch
-
 SD21_UNET = dict(
     sample_size=64,
     in_channels=4,
@@ -58,65 +54,32 @@ SDXL_VAE_SCALING = 0.13025
 # SD 2.x scaled-linear betas (0.00085 -> 0.012, 1000 steps), epsilon prediction.
 SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False)
 
-TINY_UNET = dict(
-    sample_size=8,
-    in_channels=4,
-    out_channels=4,
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(32, 64),
-    layers_per_block=1,
-    attention_head_dim=(2, 4),
-    cross_attention_dim=32,
-    norm_num_groups=16,
-    use_linear_projection=True,
-)
+# Tiny versions: the same architectures, shrunk so a CPU runs them in milliseconds.
+TINY_UNET = {
+    **SD21_UNET,
+    "sample_size": 8,
+    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "attention_head_dim": (2, 4),
+    "cross_attention_dim": 32,
+    "norm_num_groups": 16,
+}
 
-TINY_VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(16, 16, 32, 32),
-    layers_per_block=1,
-    latent_channels=4,
-    norm_num_groups=8,
-    sample_size=64,
-    scaling_factor=0.18215,
-)
+TINY_VAE = {**SD_VAE, "block_out_channels": (16, 16, 32, 32), "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64}
 
-TINY_SDXL_UNET = dict(
-    sample_size=8,
-    in_channels=4,
-    out_channels=4,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    block_out_channels=(32, 64),
-    layers_per_block=1,
-    attention_head_dim=(2, 4),
-    cross_attention_dim=32,
-    transformer_layers_per_block=(1, 2),
-    norm_num_groups=16,
-    use_linear_projection=True,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=8,
-    projection_class_embeddings_input_dim=8 * 6 + 32,  # 6 time ids x 8 + pooled text (32)
-)
-
-NAMED = {"sd21-unet": SD21_UNET, "sd-vae": SD_VAE, "sdxl-unet": SDXL_UNET, "tiny-unet": TINY_UNET, "tiny-vae": TINY_VAE, "tiny-sdxl-unet": TINY_SDXL_UNET}
-
-
-@contextlib.contextmanager
-def meta_device():
-    """Build modules without allocating their weights (for counting parameters)."""
-    with torch.device("meta"):
-        yield
-
-
-def count_parameters(kind: str, config: dict) -> int:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    cls = AutoencoderKL if kind == "vae" else UNet2DConditionModel
-    with meta_device():
-        model = cls(**config)
-    return sum(p.numel() for p in model.parameters())
+TINY_SDXL_UNET = {
+    **SDXL_UNET,
+    "sample_size": 8,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "attention_head_dim": (2, 4),
+    "cross_attention_dim": 32,
+    "transformer_layers_per_block": (1, 2),
+    "norm_num_groups": 16,
+    "addition_time_embed_dim": 8,
+    "projection_class_embeddings_input_dim": 8 * 6 + 32,  # 6 time ids x 8 + pooled text (32)
+}

@@ -8,7 +8,6 @@ every run and every export.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -98,10 +97,6 @@ def resolve_run_config(base: RunConfig, model_class: type, file_data: dict | Non
         merged = merge(merged, file_data)
     merged = merge(merged, overrides_to_dict(overrides))
     return run_config_from_dict(merged, model_class)
-
-
-def replace_section(cfg: RunConfig, section: str, **changes) -> RunConfig:
-    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)})
 
 
 def save_run_config(cfg: RunConfig, path: Path) -> None:

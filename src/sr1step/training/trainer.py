@@ -133,10 +133,8 @@ class Trainer:
         self.nets = self.recipe.networks()
         if cfg.gradient_checkpointing:
             for net in self.nets.values():
-                if hasattr(net, "enable_gradient_checkpointing"):  # diffusers-based networks
+                if hasattr(net, "enable_gradient_checkpointing"):
                     net.enable_gradient_checkpointing()
-                elif hasattr(net, "gradient_checkpointing"):  # the ResShift UNet
-                    net.gradient_checkpointing = True
         self.optimizers, self.schedulers = {}, {}
         for phase in self.recipe.phases:
             params = [p for p in self.nets[phase.network].parameters() if p.requires_grad]
@@ -341,8 +339,7 @@ class Trainer:
                 self.log(f"no matching {pool_file.name} in the checkpoint (other process count or pool size?): the pair pool starts empty")
             self.log(f"resumed from {path} at step {self.step}")
         self.acc.init_trackers("sr1step", config=_flat_config(self.run.to_dict()))
-        degrade_val = BicubicDegradation(self.run.data.scale) if self.run.data.degradation == "bicubic" else self.degrade
-        valset = build_validation_set(self.run, degrade_val) if main else None
+        valset = build_validation_set(self.run, self.degrade) if main else None
         if valset is not None:
             for name, reason in valset.problems:
                 self.log(f"validation: skipping {name}: {reason}")
