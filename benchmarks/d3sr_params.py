@@ -24,13 +24,20 @@ def main() -> None:
     trainable = r["generator_lora"] + r["discriminator_trainable"]
     frozen = r["generator_unet"] + r["generator_vae"] + r["discriminator_backbone"]
     gib = 2**30
-    print(f"preset {args.preset}: generator {r['generator_total'] / 1e6:.2f}M (UNet {r['generator_unet'] / 1e6:.2f}M + "
-          f"VAE {r['generator_vae'] / 1e6:.2f}M + LoRA {r['generator_lora'] / 1e6:.2f}M); discriminator "
-          f"{(r['discriminator_backbone'] + r['discriminator_trainable']) / 1e6:.2f}M "
-          f"(backbone {r['discriminator_backbone'] / 1e6:.2f}M + LoRA/head {r['discriminator_trainable'] / 1e6:.2f}M)")
-    print(f"frozen weights ({cfg.frozen_dtype}): {frozen * frozen_b / gib:.2f} GiB; trainable + grads + AdamW: "
-          f"{trainable * 16 / gib:.2f} GiB; EMA: {r['generator_lora'] * 4 / gib:.2f} GiB; "
-          f"total before activations: {(frozen * frozen_b + trainable * 16 + r['generator_lora'] * 4) / gib:.2f} GiB")
+    print(
+        f"preset {args.preset}: generator {r['generator_total'] / 1e6:.2f}M (UNet "
+        f"{r['generator_unet'] / 1e6:.2f}M + "
+        f"VAE {r['generator_vae'] / 1e6:.2f}M + LoRA {r['generator_lora'] / 1e6:.2f}M); discriminator "
+        f"{(r['discriminator_backbone'] + r['discriminator_trainable']) / 1e6:.2f}M "
+        f"(backbone {r['discriminator_backbone'] / 1e6:.2f}M + LoRA/head "
+        f"{r['discriminator_trainable'] / 1e6:.2f}M)"
+    )
+    print(
+        f"frozen weights ({cfg.frozen_dtype}): {frozen * frozen_b / gib:.2f} GiB; trainable + grads + AdamW: "
+        f"{trainable * 16 / gib:.2f} GiB; EMA: {r['generator_lora'] * 4 / gib:.2f} GiB; "
+        f"total before activations: "
+        f"{(frozen * frozen_b + trainable * 16 + r['generator_lora'] * 4) / gib:.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

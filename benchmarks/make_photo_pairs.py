@@ -16,7 +16,6 @@ from sr1step.data.datasets import BUILTIN_TRAIN, builtin_photos
 from sr1step.data.degradations import BicubicDegradation, RealESRGANDegradation
 from sr1step.imageio import read_image, save_png
 
-
 # scikit-image photos not used by the tiny training preset (which trains on BUILTIN_TRAIN)
 HELD_OUT = ("retina.jpg", "ihc.png", "coins.png", "moon.png", "brick.png", "grass.png")
 
@@ -29,17 +28,25 @@ def main() -> None:
     ap.add_argument("--degradation", choices=["bicubic", "realesrgan"], default="bicubic")
     args = ap.parse_args()
     degrade = BicubicDegradation(args.scale) if args.degradation == "bicubic" else RealESRGANDegradation()
-    files = builtin_photos("val") + [p.parent / n for p in builtin_photos("val")[:1] for n in HELD_OUT if (p.parent / n).is_file()]
+    files = builtin_photos("val") + [
+        p.parent / n for p in builtin_photos("val")[:1] for n in HELD_OUT if (p.parent / n).is_file()
+    ]
     for i, path in enumerate(files):
         rgb = read_image(path, max_pixels=None).rgb
         h, w = rgb.shape[:2]
         s = min(args.size, h, w) // args.scale * args.scale
         y, x = (h - s) // 2, (w - s) // 2
         hr = rgb[y : y + s, x : x + s]
-        lr = degrade(torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None], torch.Generator().manual_seed(i))[0]
+        lr = degrade(
+            torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None],
+            torch.Generator().manual_seed(i),
+        )[0]
         save_png(args.output / "HR" / f"{path.stem}.png", hr)
         save_png(args.output / "LR" / f"{path.stem}.png", lr.permute(1, 2, 0).numpy())
-    print(f"{len(files)} pairs in {args.output} ({', '.join(f.name for f in files)}; none of {', '.join(BUILTIN_TRAIN)})")
+    print(
+        f"{len(files)} pairs in {args.output} ({', '.join(f.name for f in files)}; "
+        f"none of {', '.join(BUILTIN_TRAIN)})"
+    )
 
 
 if __name__ == "__main__":

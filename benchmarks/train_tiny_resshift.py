@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from sr1step.data.datasets import builtin_photos, synthesize_pairs
 from sr1step.data.degradations import BicubicDegradation
+from sr1step.methods.resshift import RESSHIFT, ResShiftTraining
 from sr1step.metrics import create_metric
-from sr1step.methods.resshift import ResShift, ResShiftTraining
 from sr1step.training.config import resolve_run_config
 from sr1step.training.trainer import Trainer
 
@@ -29,28 +29,52 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=Path("runs/tiny-bench"))
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--val-count", type=int, default=32)
-    ap.add_argument("--set", action="append", default=[], help="config override, as for `sr1step train --set`")
+    ap.add_argument(
+        "--set", action="append", default=[], help="config override, as for `sr1step train --set`"
+    )
     args = ap.parse_args()
-    run = resolve_run_config(ResShift.presets["tiny"](), ResShiftTraining, None,
-                             [f"train.max_steps={args.steps}", 'train.device="cpu"', *args.set])
+    run = resolve_run_config(
+        RESSHIFT.presets["tiny"](),
+        ResShiftTraining,
+        None,
+        [f"train.max_steps={args.steps}", 'train.device="cpu"', *args.set],
+    )
     t0 = time.perf_counter()
-    result = Trainer(run, ResShift.build_recipe, args.output, log=print).fit(resume="latest" if (args.output / "checkpoints").is_dir() else None)
+    result = Trainer(run, RESSHIFT.build_recipe, args.output, log=print).fit(
+        resume="latest" if (args.output / "checkpoints").is_dir() else None
+    )
     train_s = time.perf_counter() - t0
 
-    pairs = synthesize_pairs(builtin_photos("val"), BicubicDegradation(4), 4, 64, args.val_count, seed=2024).pairs
+    pairs = synthesize_pairs(
+        builtin_photos("val"), BicubicDegradation(4), 4, 64, args.val_count, seed=2024
+    ).pairs
     lr = torch.stack([p.lr for p in pairs])
     hr = torch.stack([p.hr for p in pairs])
     psnr, ssim = create_metric("psnr"), create_metric("ssim")
-    report = {"steps": result.steps, "train_seconds": round(train_s, 1), "val_images": len(pairs), "overrides": args.set}
+    report = {
+        "steps": result.steps,
+        "train_seconds": round(train_s, 1),
+        "val_images": len(pairs),
+        "overrides": args.set,
+    }
 
     def score(name, sr):
-        report[name] = {"psnr": round(psnr(sr, hr).mean().item(), 3), "ssim": round(ssim(sr, hr).mean().item(), 4)}
+        report[name] = {
+            "psnr": round(psnr(sr, hr).mean().item(), 3),
+            "ssim": round(ssim(sr, hr).mean().item(), 4),
+        }
 
     score("bicubic", F.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0, 1))
-    for label, sampler, steps in (("resshift-4step-ancestral", "ancestral", None), ("resshift-4step-ddim", "ddim", None), ("one-step", "ancestral", 1)):
-        gen = ResShift.load_generator(str(result.export_dir)).eval()
+    for label, sampler, steps in (
+        ("resshift-4step-ancestral", "ancestral", None),
+        ("resshift-4step-ddim", "ddim", None),
+        ("one-step", "ancestral", 1),
+    ):
+        gen = RESSHIFT.load_generator(str(result.export_dir)).eval()
         gen.set_sampling(dataclasses.replace(gen.config, sampler=sampler, steps=steps))
-        noise = torch.randn(len(pairs), gen.noise_channels, 64, 64, generator=torch.Generator().manual_seed(0))
+        noise = torch.randn(
+            len(pairs), gen.noise_channels, 64, 64, generator=torch.Generator().manual_seed(0)
+        )
         with torch.no_grad():
             score(label, gen(lr, noise).clamp(0, 1))
     report["gain_db"] = round(report["resshift-4step-ancestral"]["psnr"] - report["bicubic"]["psnr"], 3)

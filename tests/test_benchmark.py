@@ -6,10 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import natural_image
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import natural_image
 from sr1step.cli import app
 from sr1step.data import testsets
 from sr1step.metrics import METRICS, MetricUnavailable, create_metric
@@ -77,7 +77,9 @@ def test_crop_border():
 
 
 def test_metric_table_and_offline_unavailable():
-    assert METRICS["lpips"].lower_better and not METRICS["musiq"].lower_better and METRICS["fid"].kind == "set"
+    assert (
+        METRICS["lpips"].lower_better and not METRICS["musiq"].lower_better and METRICS["fid"].kind == "set"
+    )
     assert METRICS["maniqa"].pyiqa_name == "maniqa-pipal"
     with pytest.raises(MetricUnavailable, match="LPIPS_v0.1_alex-df73285e.pth"):
         create_metric("lpips")
@@ -91,9 +93,16 @@ def make_pairs(root, names, size=32, scale=4, lr_suffix="", hr_suffix=""):
     (root / "LR").mkdir(parents=True, exist_ok=True)
     for i, n in enumerate(names):
         hr = (natural_image(size, i) * 255).astype(np.uint8)
-        lr = torch.nn.functional.interpolate(torch.from_numpy(hr / 255.0).permute(2, 0, 1)[None], scale_factor=1 / scale, mode="bicubic", antialias=True)
+        lr = torch.nn.functional.interpolate(
+            torch.from_numpy(hr / 255.0).permute(2, 0, 1)[None],
+            scale_factor=1 / scale,
+            mode="bicubic",
+            antialias=True,
+        )
         Image.fromarray(hr).save(root / "HR" / f"{n}{hr_suffix}.png")
-        Image.fromarray((lr[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)).save(root / "LR" / f"{n}{lr_suffix}.png")
+        Image.fromarray((lr[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)).save(
+            root / "LR" / f"{n}{lr_suffix}.png"
+        )
 
 
 @pytest.fixture
@@ -121,7 +130,9 @@ def test_registered_testset_from_fake_hub_archive(fake_stablesr_repo, tmp_path, 
         testsets.prepare_testset("RealSR")
     import dataclasses
 
-    monkeypatch.setitem(testsets.TESTSETS, "RealSR", dataclasses.replace(testsets.TESTSETS["RealSR"], count=2))
+    monkeypatch.setitem(
+        testsets.TESTSETS, "RealSR", dataclasses.replace(testsets.TESTSETS["RealSR"], count=2)
+    )
     folder = testsets.prepare_testset("RealSR")
     assert sorted(p.name for p in (folder / "LR").iterdir()) == ["Canon_001_LR4.png", "Nikon_002_LR4.png"]
     assert testsets.prepare_testset("RealSR") == folder  # unpacked once
@@ -144,7 +155,20 @@ def test_benchmark_cli_outputs_resume_and_new_metric(tmp_path, monkeypatch):
     make_pairs(data, ["a", "b", "c"])
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / "LR" / "orphan.png")  # no HR: reported
     out = tmp_path / "res"
-    args = ["benchmark", "--dataset", str(data), "--method", "bicubic", "--output", str(out), "--metrics", "psnr,lpips", "--device", "cpu", "--save-images"]
+    args = [
+        "benchmark",
+        "--dataset",
+        str(data),
+        "--method",
+        "bicubic",
+        "--output",
+        str(out),
+        "--metrics",
+        "psnr,lpips",
+        "--device",
+        "cpu",
+        "--save-images",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output  # one problem file -> exit 1, the rest scored
     res = json.loads((out / "results.json").read_text())
@@ -164,10 +188,15 @@ def test_benchmark_cli_outputs_resume_and_new_metric(tmp_path, monkeypatch):
 
     calls = []
     original = engine_mod.Engine.run
-    monkeypatch.setattr(engine_mod.Engine, "run", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(
+        engine_mod.Engine, "run", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
     args2 = args[:]
     args2[args2.index("psnr,lpips")] = "psnr,ssim"
-    runner.invoke(app, args2)
+    again = runner.invoke(app, args2)
+    assert (
+        again.exit_code == 1 and "orphan.png not scored" in again.output
+    )  # the LR-only image is a problem, reported
     assert calls == []
     row2 = json.loads((out / "results.json").read_text())["results"][0]
     assert row2["scores"]["psnr"] == row["scores"]["psnr"] and "ssim" in row2["scores"]
@@ -177,10 +206,10 @@ def test_benchmark_cli_outputs_resume_and_new_metric(tmp_path, monkeypatch):
 
 def test_benchmark_reference_and_speed_with_tiny_resshift(tmp_path, monkeypatch):
     from sr1step.generators.resshift import ResShiftGenerator
-    from sr1step.methods.resshift import PRESETS
+    from sr1step.methods.resshift import NETWORKS
 
     torch.manual_seed(0)
-    weights = ResShiftGenerator(PRESETS["tiny"]).save_folder(tmp_path / "w", "resshift")
+    weights = ResShiftGenerator(NETWORKS["tiny"]).save_folder(tmp_path / "w", "resshift")
     import dataclasses
 
     stage = tmp_path / "stage"
@@ -190,10 +219,37 @@ def test_benchmark_reference_and_speed_with_tiny_resshift(tmp_path, monkeypatch)
     import shutil
 
     shutil.copytree(stage, target)
-    monkeypatch.setitem(testsets.TESTSETS, "RealSR", dataclasses.replace(testsets.TESTSETS["RealSR"], count=2))
+    monkeypatch.setitem(
+        testsets.TESTSETS, "RealSR", dataclasses.replace(testsets.TESTSETS["RealSR"], count=2)
+    )
     out = tmp_path / "r"
-    result = runner.invoke(app, ["benchmark", "-D", "RealSR", "-m", "bicubic", "-m", f"resshift:{weights}", "--metrics", "psnr,ssim",
-                                 "-o", str(out), "--reference", "paper", "--speed", "--speed-size", "16", "--speed-runs", "2", "--speed-warmup", "1", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "-D",
+            "RealSR",
+            "-m",
+            "bicubic",
+            "-m",
+            f"resshift:{weights}",
+            "--metrics",
+            "psnr,ssim",
+            "-o",
+            str(out),
+            "--reference",
+            "paper",
+            "--speed",
+            "--speed-size",
+            "16",
+            "--speed-runs",
+            "2",
+            "--speed-warmup",
+            "1",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in res["results"]] == ["bicubic", "resshift:w"]
@@ -203,13 +259,23 @@ def test_benchmark_reference_and_speed_with_tiny_resshift(tmp_path, monkeypatch)
     assert psnr_ref["published"] == 26.31 and psnr_ref["delta"] == pytest.approx(psnr_ref["ours"] - 26.31)
     speed = {s["method"]: s for s in res["speed"]}
     assert speed["resshift:w"]["nfe"] == 4 and speed["bicubic"]["nfe"] == 1
-    assert speed["resshift:w"]["params_m"] == pytest.approx(0.793175, rel=1e-6) and speed["resshift:w"]["latency_s"] > 0
+    assert (
+        speed["resshift:w"]["params_m"] == pytest.approx(0.793175, rel=1e-6)
+        and speed["resshift:w"]["latency_s"] > 0
+    )
     assert "Published numbers" in (out / "results.md").read_text()
     ds = res["environment"]["datasets"]["RealSR"]
     assert ds["protocol"] == "stablesr-128-512" and ds["repo"] == "Iceclear/StableSR-TestSets"
 
 
-@pytest.mark.parametrize("args, message", [(["--metrics", "psnr,bogus"], "unknown metric"), (["--method", "nope"], "unknown method"), ([], "--dataset")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--metrics", "psnr,bogus"], "unknown metric"),
+        (["--method", "nope"], "unknown method"),
+        ([], "--dataset"),
+    ],
+)
 def test_benchmark_usage_errors(tmp_path, args, message):
     base = ["benchmark", "-o", str(tmp_path / "o")] + (["-D", str(tmp_path)] if args else [])
     result = runner.invoke(app, base + args)

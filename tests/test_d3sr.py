@@ -4,16 +4,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import natural_image
 from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from conftest import natural_image
 from sr1step.cli import app
-from sr1step.generators.sd_onestep import LORA_FILE, SDOneStepConfig, SDOneStepGenerator, add_unet_lora, load_base
+from sr1step.generators.sd_onestep import LORA_FILE, SDOneStepConfig, SDOneStepGenerator, load_base
 from sr1step.losses import EADISTS, d_loss, g_loss, sobel_magnitude
 from sr1step.methods.d3sr import D3SR, D3SRConfig, D3SRRecipe, parameter_report
 from sr1step.nets.diffusion_discriminator import DiffusionDiscriminator, DiffusionDiscriminatorConfig
+from sr1step.nets.sd_base import add_unet_lora
 from sr1step.training.config import resolve_run_config
 from sr1step.training.trainer import Trainer
 
@@ -32,8 +33,8 @@ def ea_dists():
 
 def tiny_generator(seed=0):
     torch.manual_seed(seed)
-    unet, vae, sched = load_base("tiny")
     cfg = SDOneStepConfig(base="tiny", vae_tile=0)
+    unet, vae, sched = load_base(cfg)
     add_unet_lora(unet, cfg.lora)
     with torch.no_grad():
         for n, p in unet.named_parameters():
@@ -78,7 +79,9 @@ def test_gan_losses():
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.5])
     assert d_loss(real, fake, "hinge").item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.5) / 2)
     assert g_loss(fake, "hinge").item() == pytest.approx(0.75)
-    assert d_loss(real, fake, "non-saturating").item() == pytest.approx(float(F.softplus(-real).mean() + F.softplus(fake).mean()))
+    assert d_loss(real, fake, "non-saturating").item() == pytest.approx(
+        float(F.softplus(-real).mean() + F.softplus(fake).mean())
+    )
     with pytest.raises(ValueError):
         g_loss(fake, "wgan")
 
@@ -101,15 +104,23 @@ def test_one_step_x0_matches_diffusers_scheduler(prediction):
     assert gen.sqrt_abar == pytest.approx(0.068265, abs=1e-5)  # sqrt(abar_999) of the SD 2.x schedule
 
 
-def test_generator_contract_and_latent_tiling_shapes():
-    from sr1step.engine import Engine
+def test_generator_contract_and_latent_tiling():
+    from sr1step.engine import Engine, EngineOptions
 
     gen = tiny_generator()
     assert gen.latent_ratio == 0.5 and gen.pad_multiple == 4 and gen.steps == 1 and gen.noise_channels == 0
     lr = img(3, 20)
     out = Engine(gen).run(lr)
     assert out.shape == (1, 3, 80, 80)
-    tiled = Engine(gen, tile=8, tile_overlap=4, tile_space="latent").run(lr)
+    # One tile covering the image is the untiled run; smaller tiles run the denoiser per latent tile.
+    whole = Engine(gen, EngineOptions(tile=20, tile_overlap=4, tile_space="latent")).run(lr)
+    torch.testing.assert_close(whole, out, atol=1e-5, rtol=0)
+    calls = []
+    denoise = gen.denoise
+    gen.denoise = lambda z, noise=None: calls.append(z.shape[-1]) or denoise(z, noise)
+    engine = Engine(gen, EngineOptions(tile=8, tile_overlap=4, tile_space="latent"))
+    tiled = engine.run(lr)
+    assert len(calls) == engine.num_tiles(20, 20) == 16 and set(calls) == {4}  # 8 LR px = 4 latent px
     assert tiled.shape == out.shape
 
 
@@ -165,8 +176,16 @@ def test_discriminator_scores_per_position_and_trains_only_lora_and_head():
 def tiny_run(steps, **train):
     import json
 
-    overrides = [f"train.max_steps={steps}", 'train.device="cpu"', "train.checkpoint_every=2", "train.log_every=1",
-                 "data.gt_size=32", "data.crop_pad_size=40", "data.val_size=32", "data.val_count=1"]
+    overrides = [
+        f"train.max_steps={steps}",
+        'train.device="cpu"',
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        "data.gt_size=32",
+        "data.crop_pad_size=40",
+        "data.val_size=32",
+        "data.val_count=1",
+    ]
     overrides += [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
     return resolve_run_config(D3SR.presets["tiny"](), D3SRConfig, None, overrides)
 
@@ -176,7 +195,7 @@ def test_gradients_reach_lora_only():
     torch.manual_seed(0)
     recipe = D3SRRecipe(run)
     recipe.bind(recipe.networks())
-    from sr1step.methods.base import Batch
+    from sr1step.training.recipe import Batch
 
     hr = img(5, 32)
     batch = Batch(hr=hr, lr=F.interpolate(hr, scale_factor=0.25, mode="area"))
@@ -199,15 +218,21 @@ def test_tiny_training_changes_lora_resumes_and_exports(tmp_path):
     from safetensors.torch import load_file
 
     straight = Trainer(tiny_run(4), D3SR.build_recipe, tmp_path / "a", log=lambda m: None)
-    before = {n: p.detach().clone() for n, p in straight.nets["generator"].named_parameters() if p.requires_grad}
-    d_before = {n: p.detach().clone() for n, p in straight.nets["discriminator"].named_parameters() if p.requires_grad}
+    before = {
+        n: p.detach().clone() for n, p in straight.nets["generator"].named_parameters() if p.requires_grad
+    }
+    d_before = {
+        n: p.detach().clone() for n, p in straight.nets["discriminator"].named_parameters() if p.requires_grad
+    }
     result = straight.fit()
     assert all(np.isfinite(list(h.values())).all() for h in result.history)
     after = {n: p.detach() for n, p in straight.nets["generator"].named_parameters() if p.requires_grad}
     assert any(not torch.equal(before[n], after[n]) for n in before)
     d_after = {n: p.detach() for n, p in straight.nets["discriminator"].named_parameters() if p.requires_grad}
     assert any(not torch.equal(d_before[n], d_after[n]) for n in d_before)
-    ckpt = load_file(str(tmp_path / "a" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors"))
+    ckpt = load_file(
+        str(tmp_path / "a" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors")
+    )
     assert ckpt and all("lora_" in k for k in ckpt)  # frozen base weights are not checkpointed
 
     Trainer(tiny_run(2), D3SR.build_recipe, tmp_path / "b", log=lambda m: None).fit()
@@ -218,7 +243,22 @@ def test_tiny_training_changes_lora_resumes_and_exports(tmp_path):
 
     src = tmp_path / "lr.png"
     Image.fromarray((natural_image(24) * 255).astype(np.uint8)).save(src)
-    up = runner.invoke(app, ["upscale", str(src), str(tmp_path / "up"), "--method", "d3sr", "--weights", str(result.export_dir), "--tile", "16", "--tile-overlap", "4"])
+    up = runner.invoke(
+        app,
+        [
+            "upscale",
+            str(src),
+            str(tmp_path / "up"),
+            "--method",
+            "d3sr",
+            "--weights",
+            str(result.export_dir),
+            "--tile",
+            "16",
+            "--tile-overlap",
+            "4",
+        ],
+    )
     assert up.exit_code == 0, up.output
     assert Image.open(tmp_path / "up" / "lr.png").size == (96, 96)
 
@@ -233,29 +273,44 @@ def test_full_preset_parameter_counts():
 
 
 def test_cli_d3sr_presets(tmp_path):
-    result = runner.invoke(app, ["train", "--method", "d3sr", "--output", str(tmp_path / "o"), "--print-config"])
-    assert result.exit_code == 0 and 'base = "sd-turbo"' in result.output and 'backbone = "sdxl-base"' in result.output
+    result = runner.invoke(
+        app, ["train", "--method", "d3sr", "--output", str(tmp_path / "o"), "--print-config"]
+    )
+    assert (
+        result.exit_code == 0
+        and 'base = "sd-turbo"' in result.output
+        and 'backbone = "sdxl-base"' in result.output
+    )
 
 
 def test_vae_encoder_lora_ablation_trains_and_round_trips(tmp_path):
-    run = resolve_run_config(tiny_run(1), D3SRConfig, None, ["model.generator.vae_encoder_lora_rank=2", "model.losses.gan_weight=0.0"])
+    run = resolve_run_config(
+        tiny_run(1),
+        D3SRConfig,
+        None,
+        ["model.generator.vae_encoder_lora_rank=2", "model.losses.gan_weight=0.0"],
+    )
     torch.manual_seed(0)
     recipe = D3SRRecipe(run)
     recipe.bind(recipe.networks())
     vae_lora = [p for n, p in recipe.gen.vae.named_parameters() if "lora_" in n]
     assert vae_lora and all(p.requires_grad for p in vae_lora)
     assert all(not p.requires_grad for n, p in recipe.gen.vae.named_parameters() if "lora_" not in n)
-    from sr1step.methods.base import Batch
+    from sr1step.training.recipe import Batch
 
     hr = img(6, 32)
     loss, _ = recipe.loss("generator", Batch(hr=hr, lr=F.interpolate(hr, scale_factor=0.25, mode="area")), {})
     loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in recipe.gen.vae.named_parameters() if "lora_B" in n)
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for n, p in recipe.gen.vae.named_parameters()
+        if "lora_B" in n
+    )
     with torch.no_grad():
         for n, p in recipe.gen.vae.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.05)
-    folder = recipe.export(tmp_path / "w", {})
+    folder = recipe.export(tmp_path / "w", "d3sr", {})
     loaded = D3SR.load_generator(str(folder))
     lr = img(7, 16)
     with torch.no_grad():

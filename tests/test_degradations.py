@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import natural_image
+
 from sr1step.data.degradations import (
-    PairPool,
     BicubicDegradation,
+    PairPool,
     RealESRGANConfig,
     RealESRGANDegradation,
     add_gaussian_noise,
@@ -95,7 +95,9 @@ def test_noise_raises_variance_and_gray_noise_is_shared():
     assert (y - x).std().item() == pytest.approx(10 / 255, rel=0.1)
     assert not torch.allclose(y[0, 0], y[0, 1])
     assert torch.allclose(y[1, 0], y[1, 1])
-    z = add_poisson_noise(_hr(), torch.tensor([3.0, 3.0], dtype=torch.float64), torch.tensor([False, False]), g)
+    z = add_poisson_noise(
+        _hr(), torch.tensor([3.0, 3.0], dtype=torch.float64), torch.tensor([False, False]), g
+    )
     assert (z - _hr()).abs().mean() > 0
 
 
@@ -106,7 +108,11 @@ def test_jpeg_is_lossy_and_close_to_libjpeg():
     errors = []
     for q in (30, 90):
         ours = jpeg(t, torch.tensor([float(q)]))[0].permute(1, 2, 0).numpy()
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor((img * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
+        ok, buf = cv2.imencode(
+            ".jpg",
+            cv2.cvtColor((img * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, q],
+        )
         ref = cv2.cvtColor(cv2.imdecode(buf, 1), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
         assert psnr(ours, ref) > 38, q  # agrees with libjpeg
         errors.append(psnr(ours, img))
@@ -132,7 +138,9 @@ def test_realesrgan_pipeline_shapes_range_determinism():
 def test_realesrgan_config_holds_official_ranges():
     cfg = RealESRGANConfig()
     assert cfg.kernel_prob == (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
-    assert cfg.resize_range == (0.15, 1.5) and cfg.noise_range == (1.0, 30.0) and cfg.jpeg_range == (30.0, 95.0)
+    assert (
+        cfg.resize_range == (0.15, 1.5) and cfg.noise_range == (1.0, 30.0) and cfg.jpeg_range == (30.0, 95.0)
+    )
     assert cfg.second_order_prob == 0.5 and cfg.final_sinc_prob == 0.8 and cfg.noise_range2 == (1.0, 25.0)
 
 

@@ -40,13 +40,30 @@ def write_card(home, name, **fields):
     (home / "cards" / f"{name}.toml").write_text(f'name = "{name}"\n' + "\n".join(lines) + "\n")
 
 
-BASE = dict(method="base-model", summary="test", scale=1, license="MIT", commercial_use=True, source_url="https://example.org")
+BASE = dict(
+    method="base-model",
+    summary="test",
+    scale=1,
+    license="MIT",
+    commercial_use=True,
+    source_url="https://example.org",
+)
 
 
 def test_shipped_cards_are_complete():
     cards = load_cards()
-    for name in ["resshift-realsr-x4-v1", "resshift-realsr-x4-v3", "resshift-vq-f4", "sinsr-v1", "rsd-x4", "tadsr-x4",
-                 "osediff-x4", "sd-2-1-base", "sd-turbo", "sdxl-base"]:
+    for name in [
+        "resshift-realsr-x4-v1",
+        "resshift-realsr-x4-v3",
+        "resshift-vq-f4",
+        "sinsr-v1",
+        "rsd-x4",
+        "tadsr-x4",
+        "osediff-x4",
+        "sd-2-1-base",
+        "sd-turbo",
+        "sdxl-base",
+    ]:
         assert name in cards, name
     for card in cards.values():
         assert card.files and card.license and card.source_url.startswith("https://")
@@ -57,8 +74,15 @@ def test_shipped_cards_are_complete():
 
 
 def test_hub_card_resolves_from_cache_at_pinned_revision(hf_cache, sr1step_home):
-    fake_hub_repo(hf_cache, "testorg/tiny-base", {"unet/config.json": b"{}", "vae/config.json": b"{\"a\": 1}"})
-    write_card(sr1step_home, "tiny-base", **BASE, repo_id="testorg/tiny-base", revision=SHA, files=["unet/config.json", "vae/config.json"])
+    fake_hub_repo(hf_cache, "testorg/tiny-base", {"unet/config.json": b"{}", "vae/config.json": b'{"a": 1}'})
+    write_card(
+        sr1step_home,
+        "tiny-base",
+        **BASE,
+        repo_id="testorg/tiny-base",
+        revision=SHA,
+        files=["unet/config.json", "vae/config.json"],
+    )
     card = get_card("tiny-base")
     assert card_status(card) == "present"
     paths = download_card(card)
@@ -69,13 +93,20 @@ def test_hub_card_resolves_from_cache_at_pinned_revision(hf_cache, sr1step_home)
 def test_hub_card_other_revision_is_missing_with_clear_message(hf_cache, sr1step_home):
     fake_hub_repo(hf_cache, "testorg/pinned", {"w.safetensors": b"x"})
     other = "f" * 40
-    write_card(sr1step_home, "pinned", **BASE, repo_id="testorg/pinned", revision=other, files=["w.safetensors"])
+    write_card(
+        sr1step_home, "pinned", **BASE, repo_id="testorg/pinned", revision=other, files=["w.safetensors"]
+    )
     card = get_card("pinned")
     assert card_status(card) == "missing"
     with pytest.raises(WeightsNotFoundError) as err:
         download_card(card)
     msg = str(err.value)
-    assert "w.safetensors" in msg and "testorg/pinned" in msg and other in msg and str(sr1step_home / "models" / "pinned") in msg
+    assert (
+        "w.safetensors" in msg
+        and "testorg/pinned" in msg
+        and other in msg
+        and str(sr1step_home / "models" / "pinned") in msg
+    )
 
 
 def test_release_card_explains_where_to_put_file(sr1step_home):
@@ -116,7 +147,10 @@ def test_models_cli_list_json_and_download_offline(hf_cache, sr1step_home):
     assert by_name["resshift-realsr-x4-v1"]["status"] == "missing"
     result = runner.invoke(app, ["models", "download", "sd-turbo"])
     assert result.exit_code == 1
-    assert "unet/diffusion_pytorch_model.safetensors" in result.output and "sr1step models download" in result.output
+    assert (
+        "unet/diffusion_pytorch_model.safetensors" in result.output
+        and "sr1step models download" in result.output
+    )
     result = runner.invoke(app, ["models", "download", "no-such-model"])
     assert result.exit_code == 2 and "unknown model" in result.output
 

@@ -5,9 +5,10 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from conftest import natural_image
 from PIL import Image
 
-from conftest import natural_image
+from sr1step.files import write_atomic
 from sr1step.imageio import (
     ImageReadError,
     apply_orientation,
@@ -15,7 +16,6 @@ from sr1step.imageio import (
     output_extension,
     read_image,
     save_image,
-    write_atomic,
 )
 
 
@@ -87,7 +87,9 @@ def test_gray_jpeg_stays_gray(tmp_path):
 
 def test_exif_orientation_applied(tmp_path):
     # A 2-row x 3-col image, stored with orientation 6 (rotate 90 CW to display).
-    arr = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]], [[0, 0, 0], [255, 255, 255], [128, 128, 128]]], np.uint8)
+    arr = np.array(
+        [[[255, 0, 0], [0, 255, 0], [0, 0, 255]], [[0, 0, 0], [255, 255, 255], [128, 128, 128]]], np.uint8
+    )
     im = Image.fromarray(arr)
     exif = im.getexif()
     exif[0x0112] = 6
@@ -191,12 +193,12 @@ def test_decompression_bomb_refused_from_header(tmp_path):
 def test_write_atomic_leaves_no_temp_on_error(tmp_path, monkeypatch):
     target = tmp_path / "x.bin"
     write_atomic(target, b"old")
-    import sr1step.imageio as imageio
+    import sr1step.files as files
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(imageio.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError):
         write_atomic(target, b"new")
     assert target.read_bytes() == b"old"

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from sr1step.diffusion.resshift import ResShiftSchedule, ResShiftScheduleConfig, eta_schedule, respaced_timesteps
-from sr1step.engine import Engine
+from sr1step.diffusion.resshift import (
+    ResShiftSchedule,
+    ResShiftScheduleConfig,
+    eta_schedule,
+    respaced_timesteps,
+)
+from sr1step.engine import Engine, EngineOptions
 from sr1step.generators.resshift import ResShiftGenerator
-from sr1step.methods.resshift import PRESETS
+from sr1step.methods.resshift import NETWORKS
 from sr1step.nets.autoencoders import (
     Autoencoder,
     AutoencoderConfig,
@@ -26,9 +31,25 @@ from sr1step.nets.resshift_unet import (
 )
 from sr1step.weights import clean_state_dict
 
-V1_SQRT_ETA = [0.0200, 0.1172, 0.1763, 0.2336, 0.2916, 0.3510, 0.4124, 0.4759, 0.5417, 0.6099, 0.6807, 0.7540, 0.8300, 0.9086, 0.9900]
+V1_SQRT_ETA = [
+    0.0200,
+    0.1172,
+    0.1763,
+    0.2336,
+    0.2916,
+    0.3510,
+    0.4124,
+    0.4759,
+    0.5417,
+    0.6099,
+    0.6807,
+    0.7540,
+    0.8300,
+    0.9086,
+    0.9900,
+]
 V3_SQRT_ETA = [0.1, 0.5201, 0.76138, 0.99]
-TINY_UNET = PRESETS["tiny"].unet
+TINY_UNET = NETWORKS["tiny"].unet
 
 
 # --- schedule -----------------------------------------------------------------------------------
@@ -47,7 +68,9 @@ def test_v3_schedule_values():
 def test_posterior_variance_and_input_scaling_table():
     sched = ResShiftSchedule(ResShiftScheduleConfig())
     # resshift.md table: posterior var (clipped at t=0) and sqrt(kappa^2 eta + 1)
-    np.testing.assert_allclose(sched.posterior_variance.numpy()[[1, 2, 14]], [0.00155, 0.03066, 0.52067], atol=2e-5)
+    np.testing.assert_allclose(
+        sched.posterior_variance.numpy()[[1, 2, 14]], [0.00155, 0.03066, 0.52067], atol=2e-5
+    )
     x = torch.ones(15, 1, 1, 1)
     t = torch.arange(15)
     std = 1 / sched.scale_input(x, t).flatten()
@@ -103,7 +126,9 @@ def test_deterministic_sampler_reproduces_closed_form():
     for t_model, x_scaled in states:
         t = torch.tensor([t_model])
         x_t = x_scaled * torch.sqrt(eta[t_model] * 4 + 1)
-        closed = c + eta[t_model] * (y - c) + torch.sqrt(eta[t_model] / eta[-1]) * (x_T - c - eta[-1] * (y - c))
+        closed = (
+            c + eta[t_model] * (y - c) + torch.sqrt(eta[t_model] / eta[-1]) * (x_T - c - eta[-1] * (y - c))
+        )
         torch.testing.assert_close(x_t, closed, atol=1e-5, rtol=0)
         assert sched.model_timesteps(t).item() == t_model
     assert [t for t, _ in states] == list(range(14, -1, -1))
@@ -141,7 +166,12 @@ def test_respacing_matches_official_rule():
 def test_one_step_is_prediction_at_last_index():
     sched = ResShiftSchedule(ResShiftScheduleConfig())
     calls = []
-    out = sched.sample(lambda x, t: calls.append(int(t[0])) or x * 0 + 5, torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 2), steps=1)
+    out = sched.sample(
+        lambda x, t: calls.append(int(t[0])) or x * 0 + 5,
+        torch.zeros(1, 3, 2, 2),
+        torch.zeros(1, 3, 2, 2),
+        steps=1,
+    )
     assert calls == [14] and torch.all(out == 5)
 
 
@@ -171,7 +201,9 @@ def test_full_config_parameter_count_and_keys(full_unet):
 def test_relative_position_index_bruteforce():
     ws = 4
     idx = relative_position_index(ws)
-    for (i, (hi, wi)), (j, (hj, wj)) in itertools.product(enumerate(itertools.product(range(ws), range(ws))), repeat=2):
+    for (i, (hi, wi)), (j, (hj, wj)) in itertools.product(
+        enumerate(itertools.product(range(ws), range(ws))), repeat=2
+    ):
         assert idx[i, j] == (hi - hj + ws - 1) * (2 * ws - 1) + (wi - wj + ws - 1)
 
 
@@ -216,7 +248,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
 
     plain = grads()
     calls = []
-    monkeypatch.setattr(unet_mod, "checkpoint", lambda *a, **k: calls.append(1) or torch.utils.checkpoint.checkpoint(*a, **k))
+    monkeypatch.setattr(
+        unet_mod, "checkpoint", lambda *a, **k: calls.append(1) or torch.utils.checkpoint.checkpoint(*a, **k)
+    )
     net.enable_gradient_checkpointing()
     checkpointed = grads()
     assert calls  # blocks really ran under checkpointing
@@ -261,12 +295,14 @@ def test_vq_f4_full_config_parameter_count():
 
 
 def test_vq_converter_is_an_exact_bijection():
-    cfg = PRESETS["tiny-vq"].autoencoder
+    cfg = NETWORKS["tiny-vq"].autoencoder
     ae = Autoencoder(cfg)
     ours = ae.vq.state_dict()
     official = diffusers_to_ldm_vq_state_dict(ours)
     assert len(official) == len(ours)
-    assert "encoder.down.0.block.0.norm1.weight" in official and "decoder.up.2.block.0.conv1.weight" in official
+    assert (
+        "encoder.down.0.block.0.norm1.weight" in official and "decoder.up.2.block.0.conv1.weight" in official
+    )
     assert official["encoder.mid.attn_1.q.weight"].dim() == 4
     back = convert_ldm_vq_state_dict(official)
     assert back.keys() == ours.keys() and all(torch.equal(back[k], ours[k]) for k in ours)
@@ -285,11 +321,53 @@ def test_vq_decode_quantises_and_tiling_is_close():
         # decoding snaps to the codebook: z and its nearest code decode identically
         codes = ae.vq.quantize.embedding.weight
         flat = z.permute(0, 2, 3, 1).reshape(-1, 3)
-        nearest = codes[torch.cdist(flat, codes).argmin(1)].reshape(1, 16, 16, 3).permute(0, 3, 1, 2)
-        torch.testing.assert_close(ae.decode(z), ae.decode(nearest + 0.0), atol=1e-5, rtol=0)
-        tiled = Autoencoder(AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, n_embed=64, tile=8, tile_overlap=4)).eval()
+        nearest = codes[official_codes(flat, codes)].reshape(1, 16, 16, 3).permute(0, 3, 1, 2)
+        torch.testing.assert_close(ae.decode(z), ae.decode(nearest + 0.0), atol=1e-4, rtol=0)
+        # Large latents decode tile by tile (bounded memory); one tile covering all is the plain decode.
+        calls = []
+        tiled = Autoencoder(
+            AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, n_embed=64, tile=8, tile_overlap=4)
+        ).eval()
         tiled.load_state_dict(ae.state_dict())
-        assert tiled.encode(x).shape == z.shape and tiled.decode(z).shape == x.shape
+        decode = tiled.vq.decode
+        tiled.vq.decode = lambda q, **kw: calls.append(q.shape[-2:]) or decode(q, **kw)
+        assert tiled.decode(z).shape == x.shape
+        assert len(calls) == 9 and all(tuple(c) == (8, 8) for c in calls)
+        whole = Autoencoder(
+            AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, n_embed=64, tile=16)
+        ).eval()
+        whole.load_state_dict(ae.state_dict())
+        torch.testing.assert_close(whole.decode(z), ae.decode(z), atol=0, rtol=0)
+
+
+def official_codes(flat: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Codebook indices as the official VectorQuantizer2 computes them: z^2 + e^2 - 2 z.e."""
+    d = (
+        torch.sum(flat**2, dim=1, keepdim=True)
+        + torch.sum(codes**2, dim=1)
+        - 2 * torch.einsum("bd,dn->bn", flat, codes.t())
+    )
+    return d.argmin(1)
+
+
+def test_vq_quantiser_breaks_near_ties_as_the_official_code():
+    # A codebook at its initial scale (+-1/n) and latents of unit scale: many codes are nearly
+    # equidistant, and torch.cdist (diffusers' quantiser) picks another code than the official
+    # formula at some positions; ours must pick the official one everywhere.
+    torch.manual_seed(0)
+    ae = Autoencoder(
+        AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, n_embed=8192, tile=0)
+    ).eval()
+    codes = ae.vq.quantize.embedding.weight.detach()
+    with torch.no_grad():
+        codes.uniform_(-1 / 8192, 1 / 8192)
+    z = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 3
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 3)
+    official = official_codes(flat, codes)
+    assert (torch.cdist(flat, codes).argmin(1) != official).sum() > 0  # the near-ties are real
+    with torch.no_grad():
+        picked = ae.quantize(z).permute(0, 2, 3, 1).reshape(-1, 3)
+    torch.testing.assert_close(picked, codes[official], atol=1e-6, rtol=0)
 
 
 # --- generator -----------------------------------------------------------------------------------
@@ -297,35 +375,46 @@ def test_vq_decode_quantises_and_tiling_is_close():
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny-vq"])
 def test_generator_contract_odd_sizes(preset):
+    from sr1step.tiling import pad_to_multiple
+
     torch.manual_seed(0)
-    gen = ResShiftGenerator(PRESETS[preset])
-    out = Engine(gen, seed=1).run(torch.rand(1, 3, 13, 21))
+    gen = ResShiftGenerator(NETWORKS[preset])
+    lr = torch.rand(1, 3, 13, 21, generator=torch.Generator().manual_seed(5))
+    out = Engine(gen, EngineOptions(seed=1)).run(lr)
     assert out.shape == (1, 3, 52, 84) and out.min() >= 0 and out.max() <= 1
-    again = Engine(gen, seed=1).run(torch.rand(1, 3, 13, 21))
-    assert again.shape == out.shape
+    # The same seed repeats the image; another seed draws another noise field.
+    torch.testing.assert_close(Engine(gen, EngineOptions(seed=1)).run(lr), out, atol=0, rtol=0)
+    assert (Engine(gen, EngineOptions(seed=2)).run(lr) - out).abs().max() > 1e-3
+    # An odd size is the crop of the run on the input padded as the engine pads it.
+    padded, _ = pad_to_multiple(lr, gen.pad_multiple)
+    assert padded.shape[-2:] != lr.shape[-2:]
+    full = Engine(gen, EngineOptions(seed=1)).run(padded)
+    torch.testing.assert_close(out, full[..., :52, :84], atol=1e-6, rtol=0)
 
 
 def test_generator_steps_and_noise_channels():
-    gen = ResShiftGenerator(PRESETS["tiny"])
+    gen = ResShiftGenerator(NETWORKS["tiny"])
     assert gen.steps == 4 and gen.noise_channels == 12
     import dataclasses
 
-    gen.set_sampling(dataclasses.replace(PRESETS["tiny"], steps=1))
+    gen.set_sampling(dataclasses.replace(NETWORKS["tiny"], steps=1))
     assert gen.steps == 1 and gen.noise_channels == 3
-    gen.set_sampling(dataclasses.replace(PRESETS["tiny"], sampler="ddim"))
+    gen.set_sampling(dataclasses.replace(NETWORKS["tiny"], sampler="ddim"))
     assert gen.steps == 4 and gen.noise_channels == 3
     with pytest.raises(ValueError, match="networks"):
-        gen.set_sampling(PRESETS["tiny-vq"])
+        gen.set_sampling(NETWORKS["tiny-vq"])
 
 
 def test_generator_folder_roundtrip(tmp_path):
     torch.manual_seed(0)
-    gen = ResShiftGenerator(PRESETS["tiny-vq"]).eval()
+    gen = ResShiftGenerator(NETWORKS["tiny-vq"]).eval()
     gen.save_folder(tmp_path / "w", "resshift")
-    from sr1step.methods.resshift import ResShift
+    from sr1step.methods.resshift import RESSHIFT
 
-    loaded = ResShift.load_generator(str(tmp_path / "w"))
+    loaded = RESSHIFT.load_generator(str(tmp_path / "w"))
     lr = torch.rand(1, 3, 16, 16)
-    torch.testing.assert_close(Engine(loaded, seed=2).run(lr), Engine(gen, seed=2).run(lr))
-    fewer = ResShift.load_generator(str(tmp_path / "w"), steps=2)
+    torch.testing.assert_close(
+        Engine(loaded, EngineOptions(seed=2)).run(lr), Engine(gen, EngineOptions(seed=2)).run(lr)
+    )
+    fewer = RESSHIFT.load_generator(str(tmp_path / "w"), steps=2)
     assert fewer.steps == 2 and fewer.schedule.timesteps == [0, 2]

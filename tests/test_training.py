@@ -8,15 +8,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import natural_image
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import natural_image
 from sr1step.cli import app
 from sr1step.config import ConfigError
 from sr1step.data.datasets import HRCrops, StreamSampler, builtin_photos, load_paired_folder, pair_key
-from sr1step.methods.resshift import ResShift, ResShiftTraining
+from sr1step.methods.resshift import RESSHIFT, ResShiftTraining
 from sr1step.training.config import resolve_run_config, run_config_from_dict
 from sr1step.training.trainer import Trainer, _lr_lambda
 
@@ -39,7 +39,7 @@ def tiny_run(steps=4, **train):
         'data.degradation="realesrgan"',
         "data.pool_batches=1",  # the pair pool is full after one draw: resume must restore it
     ] + [f"train.{k}={json.dumps(v)}" for k, v in train.items()]
-    return resolve_run_config(ResShift.presets["tiny"](), ResShiftTraining, None, overrides)
+    return resolve_run_config(RESSHIFT.presets["tiny"](), ResShiftTraining, None, overrides)
 
 
 def export_weights(folder):
@@ -52,7 +52,12 @@ def export_weights(folder):
 def test_run_config_layers_and_round_trip(tmp_path):
     import tomllib
 
-    run = resolve_run_config(ResShift.presets["tiny"](), ResShiftTraining, {"train": {"lr": 0.002}}, ["data.gt_size=48", "model.network.schedule.kappa=1.5"])
+    run = resolve_run_config(
+        RESSHIFT.presets["tiny"](),
+        ResShiftTraining,
+        {"train": {"lr": 0.002}},
+        ["data.gt_size=48", "model.network.schedule.kappa=1.5"],
+    )
     assert run.train.lr == 0.002 and run.data.gt_size == 48 and run.model.network.schedule.kappa == 1.5
     again = run_config_from_dict(tomllib.loads(run.to_toml()), ResShiftTraining)
     assert again == run
@@ -60,20 +65,28 @@ def test_run_config_layers_and_round_trip(tmp_path):
 
 @pytest.mark.parametrize(
     "override, message",
-    [("train.lrr=1", "did you mean 'lr'"), ("train.max_steps=1.5", "expected an integer"), ('data.degradation="blurry"', "not one of")],
+    [
+        ("train.lrr=1", "did you mean 'lr'"),
+        ("train.max_steps=1.5", "expected an integer"),
+        ('data.degradation="blurry"', "not one of"),
+    ],
 )
 def test_bad_overrides_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
-        resolve_run_config(ResShift.presets["tiny"](), ResShiftTraining, None, [override])
+        resolve_run_config(RESSHIFT.presets["tiny"](), ResShiftTraining, None, [override])
 
 
 def test_paper_presets_hold_official_hyperparameters():
-    v1 = ResShift.presets["realsr-v1"]()
+    v1 = RESSHIFT.presets["realsr-v1"]()
     assert v1.model.network.schedule.steps == 15 and v1.train.lr == 5e-5 and v1.train.warmup_steps == 5000
     assert v1.train.max_steps == 300_000 and v1.train.ema_decay == 0.999 and v1.data.gt_size == 256
     assert v1.data.pool_batches == 10 and v1.data.degradation == "realesrgan"  # queue_size = 10 x batch
-    v3 = ResShift.presets["realsr-v3"]()
-    assert v3.model.lpips_weight == 1.0 and v3.train.lr_schedule == "cosine" and v3.model.network.schedule.steps == 4
+    v3 = RESSHIFT.presets["realsr-v3"]()
+    assert (
+        v3.model.lpips_weight == 1.0
+        and v3.train.lr_schedule == "cosine"
+        and v3.model.network.schedule.steps == 4
+    )
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -105,7 +118,9 @@ def test_bad_and_tiny_training_images_are_skipped_with_a_report(tmp_path):
         warnings.simplefilter("always")
         ds = HRCrops([good, tmp_path / "tiny.png", tmp_path / "broken.jpg"], 80, seed=0)
     assert ds.files == [good] and len(ds.skipped) == 2
-    assert any("too small" in str(w.message) for w in caught) and any("unreadable" in str(w.message) for w in caught)
+    assert any("too small" in str(w.message) for w in caught) and any(
+        "unreadable" in str(w.message) for w in caught
+    )
     assert ds[0].shape == (3, 80, 80)  # smaller than the crop: reflect-padded
 
 
@@ -138,31 +153,39 @@ def test_paired_folder_matching_reports_problems(tmp_path):
 
 def test_short_run_trains_checkpoints_and_exports(tmp_path):
     run = tiny_run(steps=4, validate_every=4)
-    result = Trainer(run, ResShift.build_recipe, tmp_path / "run", log=lambda m: None).fit()
+    result = Trainer(run, RESSHIFT.build_recipe, tmp_path / "run", log=lambda m: None).fit()
     assert result.steps == 4 and not result.interrupted
     losses = [h["generator/mse"] for h in result.history]
     assert len(losses) == 4 and all(np.isfinite(losses))
     assert result.validations and np.isfinite(result.validations[-1]["psnr"])
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert ckpts == ["checkpoint-0000002", "checkpoint-0000004"]
-    assert (tmp_path / "run" / "config.toml").is_file() and (result.export_dir / "train_config.toml").is_file()
+    assert (tmp_path / "run" / "config.toml").is_file() and (
+        result.export_dir / "train_config.toml"
+    ).is_file()
     assert any((tmp_path / "run" / "samples").rglob("*.png"))
     assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))
-    gen = ResShift.load_generator(str(result.export_dir))
+    gen = RESSHIFT.load_generator(str(result.export_dir))
     out = gen(torch.rand(1, 3, 8, 8), torch.randn(1, gen.noise_channels, 32, 32))
     assert out.shape == (1, 3, 32, 32)
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
-    straight = Trainer(tiny_run(steps=4), ResShift.build_recipe, tmp_path / "a", log=lambda m: None).fit()
-    half = Trainer(tiny_run(steps=2), ResShift.build_recipe, tmp_path / "b", log=lambda m: None).fit()
+    straight = Trainer(tiny_run(steps=4), RESSHIFT.build_recipe, tmp_path / "a", log=lambda m: None).fit()
+    half = Trainer(tiny_run(steps=2), RESSHIFT.build_recipe, tmp_path / "b", log=lambda m: None).fit()
     assert half.steps == 2
-    resumed = Trainer(tiny_run(steps=4), ResShift.build_recipe, tmp_path / "b", log=lambda m: None).fit(resume="latest")
+    resumed = Trainer(tiny_run(steps=4), RESSHIFT.build_recipe, tmp_path / "b", log=lambda m: None).fit(
+        resume="latest"
+    )
     assert resumed.steps == 4
     wa, wb = export_weights(straight.export_dir), export_weights(resumed.export_dir)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    ca = load_file(str(tmp_path / "a" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors"))
-    cb = load_file(str(tmp_path / "b" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors"))
+    ca = load_file(
+        str(tmp_path / "a" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors")
+    )
+    cb = load_file(
+        str(tmp_path / "b" / "checkpoints" / "checkpoint-0000004" / "networks" / "generator.safetensors")
+    )
     assert all(torch.equal(ca[k], cb[k]) for k in ca)
     assert (tmp_path / "b" / "checkpoints" / "checkpoint-0000002" / "pool-rank0.pt").is_file()
     assert not list((tmp_path / "b" / "checkpoints").glob(".pool*"))  # staged files moved in
@@ -176,25 +199,33 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
         if step == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    result = Trainer(run, ResShift.build_recipe, tmp_path / "r", log=lambda m: None).fit(on_log=interrupt)
+    result = Trainer(run, RESSHIFT.build_recipe, tmp_path / "r", log=lambda m: None).fit(on_log=interrupt)
     assert result.interrupted and result.steps == 2
     assert (tmp_path / "r" / "checkpoints" / "checkpoint-0000002").is_dir()
     assert not (tmp_path / "r" / "export").exists()
-    done = Trainer(run, ResShift.build_recipe, tmp_path / "r", log=lambda m: None).fit(resume="latest")
+    done = Trainer(run, RESSHIFT.build_recipe, tmp_path / "r", log=lambda m: None).fit(resume="latest")
     assert done.steps == 6 and (tmp_path / "r" / "export" / "unet.safetensors").is_file()
 
 
 def test_keep_last_checkpoints(tmp_path):
     run = tiny_run(steps=6, checkpoint_every=1, keep_checkpoints=2)
-    Trainer(run, ResShift.build_recipe, tmp_path / "k", log=lambda m: None).fit()
-    assert sorted(p.name for p in (tmp_path / "k" / "checkpoints").iterdir()) == ["checkpoint-0000005", "checkpoint-0000006"]
+    Trainer(run, RESSHIFT.build_recipe, tmp_path / "k", log=lambda m: None).fit()
+    assert sorted(p.name for p in (tmp_path / "k" / "checkpoints").iterdir()) == [
+        "checkpoint-0000005",
+        "checkpoint-0000006",
+    ]
 
 
 def test_loss_falls(tmp_path):
     """The recipe's loss on fixed held-out batches (fixed t and noise) drops after a short run."""
     run = tiny_run(steps=60, lr=2e-3, log_every=0, checkpoint_every=0, ema_decay=0.0)
-    run = resolve_run_config(run, ResShiftTraining, None, ['data.degradation="bicubic"', "data.crop_pad_size=32", "train.batch_size=4"])
-    trainer = Trainer(run, ResShift.build_recipe, tmp_path / "l", log=lambda m: None)
+    run = resolve_run_config(
+        run,
+        ResShiftTraining,
+        None,
+        ['data.degradation="bicubic"', "data.crop_pad_size=32", "train.batch_size=4"],
+    )
+    trainer = Trainer(run, RESSHIFT.build_recipe, tmp_path / "l", log=lambda m: None)
     held_out = [trainer._next_batch(trainer._loader(10_000), 10_000, i) for i in range(4)]
 
     def eval_loss():
@@ -216,16 +247,41 @@ def test_loss_falls(tmp_path):
 
 def test_cli_train_then_upscale(tmp_path):
     out = tmp_path / "cli"
-    args = ["train", "--method", "resshift", "--preset", "tiny", "--output", str(out), "--max-steps", "2", "--device", "cpu",
-            "--set", "train.batch_size=2", "--set", "data.gt_size=32", "--set", "data.crop_pad_size=32", "--set", "train.validate_every=0",
-            "--set", "data.val_count=1", "--set", "data.val_size=32"]
+    args = [
+        "train",
+        "--method",
+        "resshift",
+        "--preset",
+        "tiny",
+        "--output",
+        str(out),
+        "--max-steps",
+        "2",
+        "--device",
+        "cpu",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "data.gt_size=32",
+        "--set",
+        "data.crop_pad_size=32",
+        "--set",
+        "train.validate_every=0",
+        "--set",
+        "data.val_count=1",
+        "--set",
+        "data.val_size=32",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"exported weights: {out / 'export'}" in result.output.replace("\n", "")
     assert runner.invoke(app, args).exit_code == 2  # checkpoints exist and no --resume
     src = tmp_path / "lr.png"
     Image.fromarray((natural_image(16) * 255).astype(np.uint8)).save(src)
-    up = runner.invoke(app, ["upscale", str(src), str(tmp_path / "up"), "--method", "resshift", "--weights", str(out / "export")])
+    up = runner.invoke(
+        app,
+        ["upscale", str(src), str(tmp_path / "up"), "--method", "resshift", "--weights", str(out / "export")],
+    )
     assert up.exit_code == 0, up.output
     assert Image.open(tmp_path / "up" / "lr.png").size == (64, 64)
 
@@ -252,13 +308,77 @@ def test_two_process_ddp_on_cpu(tmp_path):
     import sys
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577", "-m", "sr1step.cli",
-           "train", "--method", "resshift", "--preset", "tiny", "--output", str(out), "--max-steps", "3", "--device", "cpu",
-           "--set", "train.batch_size=2", "--set", "data.gt_size=32", "--set", "data.crop_pad_size=32",
-           "--set", "train.validate_every=0", "--set", "data.val_count=1", "--set", "data.val_size=32",
-           "--set", 'data.degradation="realesrgan"', "--set", "data.pool_batches=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29577",
+        "-m",
+        "sr1step.cli",
+        "train",
+        "--method",
+        "resshift",
+        "--preset",
+        "tiny",
+        "--output",
+        str(out),
+        "--max-steps",
+        "3",
+        "--device",
+        "cpu",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "data.gt_size=32",
+        "--set",
+        "data.crop_pad_size=32",
+        "--set",
+        "train.validate_every=0",
+        "--set",
+        "data.val_count=1",
+        "--set",
+        "data.val_size=32",
+        "--set",
+        'data.degradation="realesrgan"',
+        "--set",
+        "data.pool_batches=1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("exported weights") == 1
-    assert (out / "export" / "unet.safetensors").is_file() and (out / "checkpoints" / "checkpoint-0000003").is_dir()
-    assert sorted(p.name for p in (out / "checkpoints" / "checkpoint-0000003").glob("pool-*")) == ["pool-rank0.pt", "pool-rank1.pt"]
+    assert (out / "export" / "unet.safetensors").is_file() and (
+        out / "checkpoints" / "checkpoint-0000003"
+    ).is_dir()
+    assert sorted(p.name for p in (out / "checkpoints" / "checkpoint-0000003").glob("pool-*")) == [
+        "pool-rank0.pt",
+        "pool-rank1.pt",
+    ]
+
+
+def test_cli_values_arrive_as_typed_not_as_toml_text(tmp_path):
+    # A Windows path with a backslash and a quote: once it was wrapped in TOML quotes and mangled.
+    odd = 'D:\\data "set"'
+    run = RESSHIFT.run_config("train", "tiny", None, [], {"data": {"train": odd}, "train": {"max_steps": 7}})
+    assert run.data.train == odd and run.train.max_steps == 7
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app, ["train", "-m", "resshift", "-p", "tiny", "-o", str(out), "--data", odd, "--print-config"]
+    )
+    assert result.exit_code == 0, result.output
+    import tomllib
+
+    assert tomllib.loads(result.output)["data"]["train"] == odd
+
+
+def test_training_device_names_are_the_upscale_ones(tmp_path):
+    # cuda:N is a device name like any other: refused here only because no GPU is present.
+    run = tiny_run(steps=1, device="cuda:0")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        Trainer(run, RESSHIFT.build_recipe, tmp_path / "d", log=lambda m: None)
+    with pytest.raises(ValueError, match="unknown device"):
+        Trainer(tiny_run(steps=1, device="tpu7"), RESSHIFT.build_recipe, tmp_path / "e", log=lambda m: None)

@@ -1,2 +1,3 @@
 """sr1step: one-step diffusion super-resolution."""
+
 __version__ = "0.1.0"

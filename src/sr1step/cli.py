@@ -7,9 +7,9 @@ start (missing weights); 2 bad usage. Heavy imports (torch, diffusers) happen in
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -22,7 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="List, download and convert model weights (model cards in models/).", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, download and convert model weights (model cards in models/).", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 console = Console()
@@ -43,12 +45,21 @@ def run_error(message: str) -> typer.Exit:
 def upscale(
     input: Path = typer.Argument(..., help="Image file or folder of images."),
     output: Path = typer.Argument(..., help="Output folder (created if missing)."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="SR method (default: the embedded default, bicubic)."),
-    weights: Optional[str] = typer.Option(
+    method: str | None = typer.Option(
+        None, "--method", "-m", help="SR method (default: the embedded default, bicubic)."
+    ),
+    weights: str | None = typer.Option(
         None, "--weights", "-w", help="Model name, local file/folder, or Hub repo org/name[@revision]."
     ),
-    scale: Optional[float] = typer.Option(None, "--scale", "-s", help="Output scale (default: the model's own; others are resized with Lanczos)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps for multi-step methods (e.g. resshift)."),
+    scale: float | None = typer.Option(
+        None,
+        "--scale",
+        "-s",
+        help="Output scale (default: the model's own; others are resized with Lanczos).",
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Sampling steps for multi-step methods (e.g. resshift)."
+    ),
     tile: int = typer.Option(0, "--tile", "-t", help="Tile size in input pixels; 0 = no tiling."),
     tile_overlap: int = typer.Option(32, "--tile-overlap", help="Overlap between tiles in input pixels."),
     tile_space: str = typer.Option("auto", "--tile-space", help="auto | pixel | latent."),
@@ -57,24 +68,53 @@ def upscale(
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | fp16 | bf16."),
     color_fix: str = typer.Option("none", "--color-fix", help="none | adain | wavelet."),
     seed: int = typer.Option(0, "--seed", help="Seed for the noise of stochastic methods."),
-    ext: str = typer.Option("auto", "--ext", help="auto | png | jpg | webp | tif (auto keeps the input format)."),
+    ext: str = typer.Option(
+        "auto", "--ext", help="auto | png | jpg | webp | tif (auto keeps the input format)."
+    ),
     suffix: str = typer.Option("", "--suffix", help="Appended to output file names (<stem><suffix>.<ext>)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace existing outputs (default: skip them)."
+    ),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
-    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse inputs with more pixels (checked before decoding)."),
+    max_pixels: int = typer.Option(
+        100_000_000, "--max-pixels", help="Refuse inputs with more pixels (checked before decoding)."
+    ),
     quality: int = typer.Option(95, "--quality", help="JPEG/WebP quality."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done, load no model."),
 ) -> None:
     """Upscale an image or a folder of images."""
+    from .api import load_engine
+    from .engine import EngineOptions
     from .upscale import UpscaleOptions, plan_jobs
 
-    options = UpscaleOptions(ext, suffix, overwrite, recursive, max_pixels, scale, quality)
     try:
+        options = UpscaleOptions(
+            ext=ext,
+            suffix=suffix,
+            overwrite=overwrite,
+            recursive=recursive,
+            max_pixels=max_pixels,
+            outscale=scale,
+            quality=quality,
+        )
         jobs = plan_jobs(input, output, options)
+        engine_options = EngineOptions(
+            device=device,
+            dtype=dtype,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            tile_space=tile_space,
+            batch_size=batch_size,
+            color_fix=color_fix,
+            seed=seed,
+        )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        raise usage_error(str(err))
+        raise usage_error(str(err)) from None
     if not jobs:
-        raise usage_error(f"no images found in {input} (PNG, JPEG, WebP, TIFF, BMP{'; try --recursive' if not recursive else ''})")
+        raise usage_error(
+            f"no images found in {input} "
+            f"(PNG, JPEG, WebP, TIFF, BMP{'; try --recursive' if not recursive else ''})"
+        )
     if dry_run:
         table = Table(title=f"dry run: {len(jobs)} image(s)")
         table.add_column("input", overflow="fold")
@@ -85,39 +125,25 @@ def upscale(
             table.add_row(str(job.source), str(job.target), action)
         console.print(table)
         return
-    engine = _build_engine(method, weights, steps, scale, device, dtype, tile, tile_overlap, tile_space, batch_size, color_fix, seed)
+    with _exit_codes():
+        engine = load_engine(method, weights, engine_options, steps=steps, scale=scale)
     summary = _run_with_progress(jobs, engine, options)
     raise typer.Exit(summary.exit_code)
 
 
-def _build_engine(method, weights, steps, scale, device, dtype, tile, tile_overlap, tile_space, batch_size, color_fix, seed):
-    from .colorfix import COLOR_FIXES
-    from .config import ConfigError
-    from .devices import DTYPES, resolve_device
+@contextlib.contextmanager
+def _exit_codes():
+    """Library exceptions -> one error line and the documented exit code: 1 for what is missing
+    or cannot be loaded, 2 for a wrong request."""
     from .hub import WeightsNotFoundError
-    from .registry import DEFAULT_METHOD, get_method
-    from .upscale import load_engine
     from .weights import UnsafeCheckpointError
 
-    # Validate every name before loading a model (which can take a while).
-    if color_fix not in COLOR_FIXES:
-        raise usage_error(f"unknown --color-fix {color_fix!r}; use one of {', '.join(COLOR_FIXES)}")
-    if dtype != "auto" and dtype not in DTYPES:
-        raise usage_error(f"unknown --dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
-    if tile_space not in ("auto", "pixel", "latent"):
-        raise usage_error(f"unknown --tile-space {tile_space!r}; use auto, pixel or latent")
     try:
-        get_method(method or DEFAULT_METHOD)
-        dev = resolve_device(device)
-    except (ConfigError, ValueError) as err:
-        raise usage_error(str(err))
-    try:
-        return load_engine(method, weights, steps=steps, scale=scale, device=dev, dtype=dtype, tile=tile, tile_overlap=tile_overlap,
-                           tile_space=tile_space, batch_size=batch_size, color_fix=color_fix, seed=seed)
-    except (WeightsNotFoundError, UnsafeCheckpointError) as err:
-        raise run_error(str(err))
-    except (ConfigError, ValueError) as err:
-        raise usage_error(str(err))
+        yield
+    except (WeightsNotFoundError, UnsafeCheckpointError, FileNotFoundError) as err:
+        raise run_error(str(err)) from None
+    except ValueError as err:  # ConfigError included
+        raise usage_error(str(err)) from None
 
 
 def _run_with_progress(jobs, engine, options):
@@ -158,7 +184,12 @@ def _print_summary(summary) -> None:
     table.add_column("failed", justify="right")
     table.add_column("seconds", justify="right")
     total = sum(r.seconds for r in summary.results)
-    table.add_row(str(summary.count("done")), str(summary.count("skipped")), str(summary.count("failed")), f"{total:.1f}")
+    table.add_row(
+        str(summary.count("done")),
+        str(summary.count("skipped")),
+        str(summary.count("failed")),
+        f"{total:.1f}",
+    )
     console.print(table)
     problems = [r for r in summary.results if r.status != "done"]
     if problems:
@@ -179,78 +210,91 @@ TRAIN_HELP = {
     "output": "Run folder: config.toml, checkpoints/, logs/ (TensorBoard), samples/, export/.",
     "max_steps": "Stop after this many optimizer steps.",
     "resume": "Continue a run: 'latest' (newest checkpoint in --output) or a checkpoint folder.",
-    "device": "auto | cpu | cuda | mps (multi-GPU: `accelerate launch -m sr1step.cli train ...`).",
+    "device": "auto | cpu | cuda | cuda:N | mps (multi-GPU: `accelerate launch -m sr1step.cli train ...`).",
     "print_config": "Print the resolved config as TOML and exit.",
 }
 
 
-def _train_command(kind, method, preset, config, overrides, data, output, max_steps, resume, device, print_config, teacher=None):
-    from .config import ConfigError, load_file
-    from .hub import WeightsNotFoundError
-    from .registry import get_method
-    from .training.config import resolve_run_config
+def _train_command(
+    kind,
+    *,
+    method,
+    preset,
+    config,
+    overrides,
+    data,
+    output,
+    max_steps,
+    resume,
+    device,
+    print_config,
+    teacher=None,
+):
+    from .config import load_file
+    from .registry import training_method
 
-    try:
-        method_cls = get_method(method)
-    except ConfigError as err:
-        raise usage_error(str(err))
-    if method_cls.config_class is None:
-        from .registry import METHODS
-
-        trainable = ", ".join(f"{m.name} ({'distill' if m.needs_teacher else 'train'})" for m in METHODS.values() if m.config_class)
-        raise usage_error(f"method {method!r} has no training recipe in this version (inference only); trainable: {trainable}")
-    if method_cls.needs_teacher != (kind == "distill"):
-        other = "distill" if method_cls.needs_teacher else "train"
-        raise usage_error(f"method {method!r} is trained with `sr1step {other}`")
-    name = preset or method_cls.default_preset
-    if name not in method_cls.presets:
-        from .config import unknown_name_error
-
-        raise usage_error(str(unknown_name_error(f"{method} preset", str(name), list(method_cls.presets))))
-    extra = list(overrides)
-    if data is not None:
-        extra.append(f'data.train="{data}"')
-    if max_steps is not None:
-        extra.append(f"train.max_steps={max_steps}")
-    if device is not None:
-        extra.append(f'train.device="{device}"')
-    if teacher is not None:
-        extra.append(f'model.teacher="{teacher}"')
     try:
         file_data = load_file(config) if config else None
         if resume and config is None and (output / "config.toml").is_file():
             file_data = load_file(output / "config.toml")  # a resumed run keeps its own config
-        run = resolve_run_config(method_cls.presets[name](), method_cls.config_class, file_data, extra)
-    except (ConfigError, OSError, ValueError) as err:
-        raise usage_error(str(err))
+    except (OSError, ValueError) as err:
+        raise usage_error(f"cannot read the run config: {err}") from None
+    values: dict = {}
+    for section, key, value in (
+        ("data", "train", data),
+        ("train", "max_steps", max_steps),
+        ("train", "device", device),
+        ("model", "teacher", teacher),
+    ):
+        if value is not None:
+            values.setdefault(section, {})[key] = value
+    try:
+        method_obj = training_method(method)
+        run = method_obj.run_config(kind, preset, file_data, overrides, values)
+    except ValueError as err:
+        raise usage_error(str(err)) from None
     if print_config:
         typer.echo(run.to_toml())
         return
     if not resume and (output / "checkpoints").is_dir() and any((output / "checkpoints").iterdir()):
         raise usage_error(f"{output} already holds checkpoints; use --resume latest, or another --output")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .training.trainer import Trainer
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        disable=not console.is_terminal,
+    )
     task = progress.add_task("train", total=run.train.max_steps, info="")
 
     def on_log(step, logs):
-        losses = " ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in logs.items() if not k.startswith("lr/") and k != "it_per_s")
+        losses = " ".join(
+            f"{k.split('/')[-1]}={v:.4g}"
+            for k, v in logs.items()
+            if not k.startswith("lr/") and k != "it_per_s"
+        )
         progress.update(task, completed=step, info=f"{losses} {logs.get('it_per_s', 0):.2f} it/s")
         if not console.is_terminal:  # logs and CI: one line per log step
             console.print(f"step {step}/{run.train.max_steps} {losses} it/s={logs.get('it_per_s', 0):.3g}")
 
-    try:
-        with progress:
-            trainer = Trainer(run, method_cls.build_recipe, output, log=progress.console.print)
-            progress.update(task, completed=trainer.step)
-            result = trainer.fit(resume=resume, on_log=on_log)
-    except (WeightsNotFoundError, FileNotFoundError) as err:
-        raise run_error(str(err))
-    except ValueError as err:
-        raise usage_error(str(err))
+    with _exit_codes(), progress:
+        trainer = Trainer(run, method_obj.build_recipe, output, log=progress.console.print)
+        progress.update(task, completed=trainer.step)
+        result = trainer.fit(resume=resume, on_log=on_log)
     if result.interrupted:
         raise typer.Exit(1)
     if result.main_process:
@@ -261,17 +305,29 @@ def _train_command(kind, method, preset, config, overrides, data, output, max_st
 def train(
     method: str = typer.Option(..., "--method", "-m", help="Method to train (e.g. resshift, d3sr)."),
     output: Path = typer.Option(..., "--output", "-o", help=TRAIN_HELP["output"]),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
+    preset: str | None = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
+    config: Path | None = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
     overrides: list[str] = typer.Option([], "--set", help=TRAIN_HELP["set"]),
-    data: Optional[str] = typer.Option(None, "--data", help=TRAIN_HELP["data"]),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help=TRAIN_HELP["max_steps"]),
-    resume: Optional[str] = typer.Option(None, "--resume", help=TRAIN_HELP["resume"]),
-    device: Optional[str] = typer.Option(None, "--device", help=TRAIN_HELP["device"]),
+    data: str | None = typer.Option(None, "--data", help=TRAIN_HELP["data"]),
+    max_steps: int | None = typer.Option(None, "--max-steps", help=TRAIN_HELP["max_steps"]),
+    resume: str | None = typer.Option(None, "--resume", help=TRAIN_HELP["resume"]),
+    device: str | None = typer.Option(None, "--device", help=TRAIN_HELP["device"]),
     print_config: bool = typer.Option(False, "--print-config", help=TRAIN_HELP["print_config"]),
 ) -> None:
     """Train a model from HR images (degradations made on the fly); export weights for upscale."""
-    _train_command("train", method, preset, config, overrides, data, output, max_steps, resume, device, print_config)
+    _train_command(
+        "train",
+        method=method,
+        preset=preset,
+        config=config,
+        overrides=overrides,
+        data=data,
+        output=output,
+        max_steps=max_steps,
+        resume=resume,
+        device=device,
+        print_config=print_config,
+    )
 
 
 @app.command()
@@ -279,35 +335,81 @@ def distill(
     method: str = typer.Option(..., "--method", "-m", help="Distillation method (e.g. tadsr, rsd)."),
     teacher: str = typer.Option(..., "--teacher", help="Teacher model: a model name, weight folder or file."),
     output: Path = typer.Option(..., "--output", "-o", help=TRAIN_HELP["output"]),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
+    preset: str | None = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
+    config: Path | None = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
     overrides: list[str] = typer.Option([], "--set", help=TRAIN_HELP["set"]),
-    data: Optional[str] = typer.Option(None, "--data", help=TRAIN_HELP["data"]),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help=TRAIN_HELP["max_steps"]),
-    resume: Optional[str] = typer.Option(None, "--resume", help=TRAIN_HELP["resume"]),
-    device: Optional[str] = typer.Option(None, "--device", help=TRAIN_HELP["device"]),
+    data: str | None = typer.Option(None, "--data", help=TRAIN_HELP["data"]),
+    max_steps: int | None = typer.Option(None, "--max-steps", help=TRAIN_HELP["max_steps"]),
+    resume: str | None = typer.Option(None, "--resume", help=TRAIN_HELP["resume"]),
+    device: str | None = typer.Option(None, "--device", help=TRAIN_HELP["device"]),
     print_config: bool = typer.Option(False, "--print-config", help=TRAIN_HELP["print_config"]),
 ) -> None:
     """Distill a multi-step teacher into a one-step student (same options as train, plus --teacher)."""
-    _train_command("distill", method, preset, config, overrides, data, output, max_steps, resume, device, print_config, teacher)
+    _train_command(
+        "distill",
+        method=method,
+        preset=preset,
+        config=config,
+        overrides=overrides,
+        data=data,
+        output=output,
+        max_steps=max_steps,
+        resume=resume,
+        device=device,
+        print_config=print_config,
+        teacher=teacher,
+    )
 
 
 @app.command()
 def benchmark(
-    datasets: list[str] = typer.Option([], "--dataset", "-D", help="Test set (RealSR, DRealSR, DIV2K-Val, RealSet65) or a folder with HR/ + LR/ (or LR images only). Repeatable."),
-    methods: list[str] = typer.Option(["bicubic"], "--method", "-m", help="Method, optionally with weights: resshift:resshift-realsr-x4-v1. Repeatable."),
-    metrics: str = typer.Option("psnr,ssim,lpips,dists,fid,niqe,musiq,maniqa,clipiqa", "--metrics", help="Comma-separated metrics."),
-    output: Path = typer.Option(Path("benchmark-results"), "--output", "-o", help="Folder for results.json/csv/md, the score cache and SR images."),
-    crop_border: int = typer.Option(0, "--crop-border", help="Pixels cropped from each border for PSNR/SSIM (papers: 0; classical SR: the scale)."),
-    metric_weights: Optional[Path] = typer.Option(None, "--metric-weights", help="Folder with pyiqa weights (DIR/pyiqa/, DIR/checkpoints/, DIR/clip/)."),
-    save_images: bool = typer.Option(False, "--save-images", help="Keep the SR images (OUTPUT/sr/...); later metrics then need no recomputation."),
-    reference: str = typer.Option("none", "--reference", help="'paper': show published numbers beside ours, with the delta."),
-    speed: bool = typer.Option(False, "--speed", help="Measure NFE, parameters, latency, throughput and peak memory per method."),
-    speed_size: int = typer.Option(128, "--speed-size", help="LR input size for --speed (128 -> 512 output at x4)."),
+    datasets: list[str] = typer.Option(
+        [],
+        "--dataset",
+        "-D",
+        help="Test set (RealSR, DRealSR, DIV2K-Val, RealSet65), or a folder: HR/ + LR/ or LR only.",
+    ),
+    methods: list[str] = typer.Option(
+        ["bicubic"],
+        "--method",
+        "-m",
+        help="Method, optionally with weights: resshift:resshift-realsr-x4-v1. Repeatable.",
+    ),
+    metrics: str = typer.Option(
+        "psnr,ssim,lpips,dists,fid,niqe,musiq,maniqa,clipiqa", "--metrics", help="Comma-separated metrics."
+    ),
+    output: Path = typer.Option(
+        Path("benchmark-results"),
+        "--output",
+        "-o",
+        help="Folder for results.json/csv/md, the score cache and SR images.",
+    ),
+    crop_border: int = typer.Option(
+        0,
+        "--crop-border",
+        help="Pixels cropped from each border for PSNR/SSIM (papers: 0; classical SR: the scale).",
+    ),
+    metric_weights: Path | None = typer.Option(
+        None, "--metric-weights", help="Folder with pyiqa weights (DIR/pyiqa/, DIR/checkpoints/, DIR/clip/)."
+    ),
+    save_images: bool = typer.Option(
+        False,
+        "--save-images",
+        help="Keep the SR images (OUTPUT/sr/...); later metrics then need no recomputation.",
+    ),
+    reference: str = typer.Option(
+        "none", "--reference", help="'paper': show published numbers beside ours, with the delta."
+    ),
+    speed: bool = typer.Option(
+        False, "--speed", help="Measure NFE, parameters, latency, throughput and peak memory per method."
+    ),
+    speed_size: int = typer.Option(
+        128, "--speed-size", help="LR input size for --speed (128 -> 512 output at x4)."
+    ),
     speed_runs: int = typer.Option(10, "--speed-runs", help="Timed runs (median reported)."),
     speed_warmup: int = typer.Option(3, "--speed-warmup", help="Untimed warm-up runs."),
     speed_batch: int = typer.Option(1, "--speed-batch", help="Images per timed run."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps for multi-step methods."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampling steps for multi-step methods."),
     device: str = typer.Option("auto", "--device", "-d", help="auto | cpu | cuda | cuda:N | mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | fp16 | bf16."),
     tile: int = typer.Option(0, "--tile", "-t", help="Tile size in LR pixels (0 = whole image)."),
@@ -315,7 +417,9 @@ def benchmark(
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Tiles per forward pass."),
     color_fix: str = typer.Option("none", "--color-fix", help="none | adain | wavelet."),
     seed: int = typer.Option(0, "--seed", help="Noise seed of stochastic methods."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images of each set (quick checks)."),
+    limit: int | None = typer.Option(
+        None, "--limit", help="Only the first N images of each set (quick checks)."
+    ),
 ) -> None:
     """Evaluate methods on test sets with the papers' metric settings; speed and size with --speed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -333,7 +437,7 @@ def benchmark(
     )
     from .config import ConfigError
     from .data.testsets import TestSetError
-    from .devices import resolve_device
+    from .engine import EngineOptions
     from .hub import WeightsNotFoundError
     from .metrics import get_spec, set_metric_weights_dir
     from .registry import get_method
@@ -345,35 +449,62 @@ def benchmark(
         refs = [MethodRef.parse(m, steps) for m in methods]
         for ref in refs:
             get_method(ref.method)
-        dev = resolve_device(device)
-    except (ConfigError, ValueError) as err:
-        raise usage_error(str(err))
+        engine_options = EngineOptions(
+            device=device,
+            dtype=dtype,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+            color_fix=color_fix,
+            seed=seed,
+        )
+    except ValueError as err:
+        raise usage_error(str(err)) from None
     if reference not in ("none", "paper"):
-        raise usage_error("--reference takes 'paper' or 'none'")
+        raise usage_error("--reference takes 'paper' or 'none'") from None
     if not datasets and not speed:
-        raise usage_error("give at least one --dataset, or --speed")
+        raise usage_error("give at least one --dataset, or --speed") from None
     if metric_weights is not None:
         set_metric_weights_dir(metric_weights)
-    opts = BenchOptions(names, crop_border, dev, dtype, tile, tile_overlap, batch_size, color_fix, seed, limit, save_images)
+    opts = BenchOptions(
+        metrics=names, crop_border=crop_border, engine=engine_options, limit=limit, save_images=save_images
+    )
+    dev = opts.device
     rows, speed_rows, failed = [], [], False
     try:
         bench = Benchmark(output, opts) if datasets else None
         loaded = [load_dataset(d) for d in datasets]
     except (TestSetError, ConfigError) as err:
-        raise run_error(str(err))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console, transient=True) as progress:
+        raise run_error(str(err)) from None
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
         for ref in refs:
             for name, folder, paired in loaded:
                 task = progress.add_task(f"{ref.label} on {name}", total=len(paired.pairs))
                 try:
-                    rows.append(bench.evaluate(ref, name, folder, paired, lambda d, t, task=task: progress.update(task, completed=d, total=t)))
+                    rows.append(
+                        bench.evaluate(
+                            ref,
+                            name,
+                            folder,
+                            paired,
+                            lambda d, t, task=task: progress.update(task, completed=d, total=t),
+                        )
+                    )
                 except (WeightsNotFoundError, ValueError) as err:
                     err_console.print(f"[red]{ref.label}: {err}[/red]")
                     failed = True
                 progress.remove_task(task)
             if speed:
                 try:
-                    speed_rows.append(measure_speed(ref, dev, dtype, speed_size, speed_batch, speed_runs, speed_warmup))
+                    speed_rows.append(
+                        measure_speed(ref, engine_options, speed_size, speed_batch, speed_runs, speed_warmup)
+                    )
                 except (WeightsNotFoundError, ValueError) as err:
                     err_console.print(f"[red]{ref.label}: {err}[/red]")
                     failed = True
@@ -436,12 +567,16 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     for card, r in zip(cards.values(), rows):
         status = f"[{colours[r['status']]}]{r['status']}[/]"
         source = f"hub {card.repo_id}" if card.on_hub else urllib.parse.urlparse(card.source_url).netloc
-        table.add_row(r["name"], r["method"], str(r["scale"]), status, source, "yes" if card.commercial_use else "no")
+        table.add_row(
+            r["name"], r["method"], str(r["scale"]), status, source, "yes" if card.commercial_use else "no"
+        )
     console.print(table)
 
 
 @models_app.command("download")
-def models_download(names: list[str] = typer.Argument(..., help="Model names (see `sr1step models list`).")) -> None:
+def models_download(
+    names: list[str] = typer.Argument(..., help="Model names (see `sr1step models list`)."),
+) -> None:
     """Fetch a model's files from the Hub at its pinned revision (or explain where to get them)."""
     from .config import ConfigError
     from .hub import WeightsNotFoundError, download_card, get_card
@@ -451,7 +586,7 @@ def models_download(names: list[str] = typer.Argument(..., help="Model names (se
         try:
             card = get_card(name)
         except ConfigError as err:
-            raise usage_error(str(err))
+            raise usage_error(str(err)) from None
         try:
             paths = download_card(card)
         except WeightsNotFoundError as err:
@@ -466,8 +601,12 @@ def models_download(names: list[str] = typer.Argument(..., help="Model names (se
 @models_app.command("convert")
 def models_convert(
     name: str = typer.Argument(..., help="Model name, or a path to an official checkpoint file."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder (default: the model's folder)."),
-    model: Optional[str] = typer.Option(None, "--as", help="For a file path: the model card whose format it has."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output folder (default: the model's folder)."
+    ),
+    model: str | None = typer.Option(
+        None, "--as", help="For a file path: the model card whose format it has."
+    ),
 ) -> None:
     """Convert official checkpoints to sr1step's format (safetensors + config.json)."""
     from .config import ConfigError
@@ -478,9 +617,9 @@ def models_convert(
     try:
         out = convert_model(name, output=output, as_card=model)
     except (ConfigError, ValueError) as err:
-        raise usage_error(str(err))
+        raise usage_error(str(err)) from None
     except (WeightsNotFoundError, UnsafeCheckpointError, KeyError) as err:
-        raise run_error(str(err))
+        raise run_error(str(err)) from None
     console.print(f"converted -> {out}")
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import tomllib
 
 T = TypeVar("T")
 
@@ -30,7 +31,9 @@ def _suggest(name: str, options: list[str]) -> str:
 
 def unknown_name_error(kind: str, name: str, options: list[str]) -> ConfigError:
     """The error for a name that is not in a registry or a dataclass, with suggestions."""
-    return ConfigError(f"unknown {kind} {name!r}{_suggest(name, options)}; choose from: {', '.join(sorted(options))}")
+    return ConfigError(
+        f"unknown {kind} {name!r}{_suggest(name, options)}; choose from: {', '.join(sorted(options))}"
+    )
 
 
 def _coerce(value: Any, tp: Any, path: str) -> Any:
@@ -177,10 +180,6 @@ def load_file(path: str | Path) -> dict[str, Any]:
     if path.suffix == ".json":
         return json.loads(text)
     return tomllib.loads(text)
-
-
-def save_json(obj: Any, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(obj), indent=2) + "\n", encoding="utf-8")
 
 
 def to_toml(data: dict[str, Any]) -> str:

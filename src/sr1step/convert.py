@@ -1,25 +1,15 @@
 """``sr1step models convert``: official checkpoints -> sr1step weight folders.
 
-A converter takes a model card, the paths of its official files (and of the cards it requires)
-and an output folder, and writes ``config.json`` plus safetensors there. The converters are a
-plain dict filled by explicit imports.
+The card's method does the conversion (``Method.convert_card``): it takes the card, the paths of
+its official files and an output folder, and writes ``config.json`` plus safetensors there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from .config import unknown_name_error
-from .hub import ModelCard, converted_dir, download_card, get_card
-
-Converter = Callable[[ModelCard, dict[str, Path], Path], None]
-
-
-def converters() -> dict[str, Converter]:
-    from .methods.resshift import convert_resshift_card
-
-    return {"resshift": convert_resshift_card}
+from .hub import converted_dir, download_card, get_card
+from .registry import METHODS
 
 
 def convert_model(name_or_path: str, *, output: Path | None = None, as_card: str | None = None) -> Path:
@@ -27,17 +17,16 @@ def convert_model(name_or_path: str, *, output: Path | None = None, as_card: str
     path = Path(name_or_path).expanduser()
     if path.is_file():
         if as_card is None:
-            raise ValueError("converting a file by path needs --as MODEL (the model card whose format it has)")
+            raise ValueError(
+                "converting a file by path needs --as MODEL (the model card whose format it has)"
+            )
         card = get_card(as_card)
         files = {card.files[0]: path}
     else:
         card = get_card(name_or_path)
         files = download_card(card, with_requirements=False)
-    if not card.converter:
-        raise ValueError(f"model {card.name!r} has no converter (native format, or converted with the models that need it)")
-    table = converters()
-    if card.converter not in table:
-        raise unknown_name_error("converter", card.converter, list(table))
+    if card.method not in METHODS:
+        raise ValueError(f"model {card.name!r} is a {card.method} (converted with the models that need it)")
     out = Path(output) if output else converted_dir(card)
-    table[card.converter](card, files, out)
+    METHODS[card.method].convert_card(card, files, out)
     return out

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+import tomllib
 
 from .config import from_dict, unknown_name_error
 
@@ -38,7 +39,6 @@ class ModelCard:
     files: tuple[str, ...]  # files the model needs, relative to the repo/release
     repo_id: str = ""  # Hugging Face repo; empty when no Hub copy exists
     revision: str = ""  # pinned commit of repo_id
-    converter: str = ""  # sr1step converter for the official format; empty = native format
     requires: tuple[str, ...] = ()  # other cards this model needs (e.g. its autoencoder)
     preset: str = ""  # generator preset of the method (network config, schedule)
     paper: str = ""
@@ -156,10 +156,17 @@ def missing_message(card: ModelCard, missing: list[str]) -> str:
             f"It comes from the Hugging Face repo {card.repo_id} at revision {card.revision or 'main'}; "
             "the Hub cannot be reached from here (offline or HF_HUB_OFFLINE=1)."
         )
-        lines.append(f"Run `sr1step models download {card.name}` where the Hub is reachable, or copy the files to {target}/")
+        lines.append(
+            f"Run `sr1step models download {card.name}` where the Hub is reachable, or copy the "
+            f"files to {target}/"
+        )
     else:
-        lines.append(f"There is no Hugging Face copy; download it from the official release: {card.source_url}")
-        lines.append(f"and put it in {target}/ (keeping the file name), then run `sr1step models convert {card.name}`.")
+        lines.append(
+            f"There is no Hugging Face copy; download it from the official release: {card.source_url}"
+        )
+        lines.append(
+            f"and put it in {target}/ (keeping the file name), then run `sr1step models convert {card.name}`."
+        )
     lines.append(f"Licence: {card.license}.")
     return "\n".join(lines)
 
@@ -200,7 +207,9 @@ def resolve_repo(spec: str) -> Path:
     """``org/repo[@revision]`` -> local snapshot folder (cache first, then the Hub)."""
     match = REPO_SPEC.match(spec)
     if not match:
-        raise WeightsNotFoundError(f"{spec!r} is not a file, a folder, a model name or a Hub repo id (org/name[@revision])")
+        raise WeightsNotFoundError(
+            f"{spec!r} is not a file, a folder, a model name or a Hub repo id (org/name[@revision])"
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -213,7 +222,8 @@ def resolve_repo(spec: str) -> Path:
         from huggingface_hub import constants
 
         raise WeightsNotFoundError(
-            f"Hub repo {repo} (revision {rev or 'main'}) is not in the local cache ({constants.HF_HUB_CACHE}) "
+            f"Hub repo {repo} (revision {rev or 'main'}) is not in the local cache "
+            f"({constants.HF_HUB_CACHE}) "
             "and the Hub cannot be reached. Download it where the Hub is reachable, "
             "or pass --weights a local folder holding its files."
         )

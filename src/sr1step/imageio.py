@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .files import write_atomic
+
 READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 WRITE_EXTS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 ALPHA_EXTS = {".png", ".webp", ".tif"}
@@ -28,8 +28,6 @@ SIXTEEN_BIT_EXTS = {".png", ".tif"}
 _FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".png"}
 
 DEFAULT_MAX_PIXELS = 100_000_000
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"RIFF", b"II*\x00", b"MM\x00*", b"BM")
 
 
@@ -266,26 +264,9 @@ def encode_image(
     return out.getvalue()
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename, so a reader
-    never sees a half-written file and an interrupted run leaves no broken output."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def save_image(path: str | Path, rgb: np.ndarray, like: LoadedImage, *, alpha=None, quality: int = 95) -> None:
+def save_image(
+    path: str | Path, rgb: np.ndarray, like: LoadedImage, *, alpha=None, quality: int = 95
+) -> None:
     """Write an output with the nature of input ``like`` (depth, gray, ICC) to ``path``."""
     path = Path(path)
     data = encode_image(

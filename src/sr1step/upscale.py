@@ -30,25 +30,6 @@ from .imageio import (
 )
 
 
-def load_engine(
-    method: str | None,
-    weights: str | None = None,
-    *,
-    steps: int | None = None,
-    scale: float | None = None,
-    device: torch.device | str = "auto",
-    dtype: str = "auto",
-    **engine_options,
-) -> Engine:
-    """Method name + ``--weights`` value -> a ready Engine (device and dtype resolved)."""
-    from .devices import resolve_device, resolve_dtype
-    from .registry import DEFAULT_METHOD, get_method
-
-    dev = resolve_device(device) if isinstance(device, str) else device
-    generator = get_method(method or DEFAULT_METHOD).load_generator(weights, steps=steps, scale=scale)
-    return Engine(generator, device=dev, dtype=resolve_dtype(dtype, dev, generator.supports_half), **engine_options)
-
-
 @dataclass
 class UpscaleOptions:
     ext: str = "auto"  # auto | png | jpg | webp | tif
@@ -162,7 +143,9 @@ def _run_one(job: Job, engine: Engine, options: UpscaleOptions, inputs: set[Path
         image = read_image(job.source, options.max_pixels)
     except ImageReadError as err:
         return Result(job.source, None, "failed", str(err))
-    target = job.target.with_suffix(output_extension(image, options.ext if options.ext != "auto" else job.target.suffix))
+    target = job.target.with_suffix(
+        output_extension(image, options.ext if options.ext != "auto" else job.target.suffix)
+    )
     if target != job.target:
         refusal = _refusal(target, inputs, options.overwrite)
         if refusal:

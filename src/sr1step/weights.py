@@ -5,14 +5,11 @@ Nothing here unpickles arbitrary objects: a checkpoint that needs code to load i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-
-from .imageio import write_atomic
 
 WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "ema")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
@@ -65,14 +62,12 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return clean_state_dict(state)
 
 
-def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     """Atomic safetensors write (contiguous CPU copies)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     tmp.replace(path)
-
-
-def save_json_atomic(data: Any, path: str | Path) -> None:
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())

@@ -10,6 +10,7 @@ new metric only scores what is missing), then averaged; FID compares the SR and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import platform
@@ -17,21 +18,21 @@ import shutil
 import statistics
 import threading
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tomllib
 import torch
 
+from ..api import load_engine
 from ..data.datasets import PairedSet, load_paired_folder, to_tensor
 from ..data.testsets import TESTSETS, prepare_testset
-from ..devices import synchronize
-from ..engine import Engine
+from ..devices import resolve_device, synchronize
+from ..engine import Engine, EngineOptions
 from ..imageio import read_image, save_png
 from ..metrics import METRICS, MetricUnavailable, create_metric
-from ..upscale import load_engine
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,13 @@ class MethodRef:
 class BenchOptions:
     metrics: tuple[str, ...] = ("psnr", "ssim")
     crop_border: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    dtype: str = "auto"
-    tile: int = 0
-    tile_overlap: int = 32
-    batch_size: int = 1
-    color_fix: str = "none"
-    seed: int = 0
+    engine: EngineOptions = field(default_factory=lambda: EngineOptions(device="cpu"))
     limit: int | None = None
     save_images: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.engine.device)
 
 
 @dataclass
@@ -80,7 +79,10 @@ class Row:
 
 
 def _settings_hash(ref: MethodRef, opts: BenchOptions) -> str:
-    key = json.dumps([asdict(ref), opts.dtype, opts.tile, opts.tile_overlap, opts.color_fix, opts.seed, str(opts.device.type)])
+    e = opts.engine
+    key = json.dumps(
+        [asdict(ref), e.dtype, e.tile, e.tile_overlap, e.color_fix, e.seed, str(opts.device.type)]
+    )
     return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
@@ -137,16 +139,25 @@ class Benchmark:
                 self.unavailable[name] = str(err)
 
     def _engine(self, ref: MethodRef) -> Engine:
-        o = self.opts
-        return load_engine(ref.method, ref.weights, steps=ref.steps, device=o.device, dtype=o.dtype, tile=o.tile,
-                           tile_overlap=o.tile_overlap, batch_size=o.batch_size, color_fix=o.color_fix, seed=o.seed)
+        return load_engine(ref.method, ref.weights, self.opts.engine, steps=ref.steps)
 
-    def evaluate(self, ref: MethodRef, dataset: str, folder: Path, paired: PairedSet, progress: Callable[[int, int], None] | None = None) -> Row:
+    def evaluate(
+        self,
+        ref: MethodRef,
+        dataset: str,
+        folder: Path,
+        paired: PairedSet,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Row:
         key = f"{ref.label.replace('/', '_')}-{_settings_hash(ref, self.opts)}"
         cache = ScoreCache(self.output / "cache" / key / f"{dataset}.jsonl")
         sr_dir = self.output / "sr" / key / dataset
         pairs = paired.pairs[: self.opts.limit] if self.opts.limit else paired.pairs
-        per_image = [m for m in self.metrics if METRICS[m].kind != "set" and (METRICS[m].kind == "NR" or all(p.hr is not None for p in pairs))]
+        per_image = [
+            m
+            for m in self.metrics
+            if METRICS[m].kind != "set" and (METRICS[m].kind == "NR" or all(p.hr is not None for p in pairs))
+        ]
         need_fid = "fid" in self.metrics and all(p.hr is not None for p in pairs)
         engine = None
         problems = list(paired.problems)
@@ -178,7 +189,11 @@ class Benchmark:
             if progress is not None:
                 progress(i + 1, len(pairs))
         names = [p.name for p in pairs if p.name in cache.scores]
-        means = {m: float(np.mean([cache.scores[n][m] for n in names if m in cache.scores[n]])) for m in per_image if names}
+        means = {
+            m: float(np.mean([cache.scores[n][m] for n in names if m in cache.scores[n]]))
+            for m in per_image
+            if names
+        }
         if need_fid:
             hr_dir = self.output / "hr" / dataset
             if not hr_dir.is_dir():
@@ -246,10 +261,13 @@ class _PeakRSS:
         self._thread.join()
 
 
-def measure_speed(ref: MethodRef, device: torch.device, dtype_name: str, size: int = 128, batch: int = 1, runs: int = 10, warmup: int = 3) -> SpeedRow:
+def measure_speed(
+    ref: MethodRef, options: EngineOptions, size: int = 128, batch: int = 1, runs: int = 10, warmup: int = 3
+) -> SpeedRow:
+    """Latency of whole-image runs (tiling off; device, dtype and seed from ``options``)."""
     baseline = _rss()
-    engine = load_engine(ref.method, ref.weights, steps=ref.steps, device=device, dtype=dtype_name, seed=0)
-    gen, dtype = engine.generator, engine.dtype
+    engine = load_engine(ref.method, ref.weights, dataclasses.replace(options, tile=0), steps=ref.steps)
+    gen, dtype, device = engine.generator, engine.dtype, engine.device
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     for _ in range(warmup):
         engine.run(x)
@@ -267,10 +285,24 @@ def measure_speed(ref: MethodRef, device: torch.device, dtype_name: str, size: i
     if cuda:
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
     else:
-        peak, kind = (rss.peak - baseline) / 2**20, "cpu peak RSS"  # above the RSS before loading (docs/benchmark.md)
+        peak, kind = (
+            (rss.peak - baseline) / 2**20,
+            "cpu peak RSS",
+        )  # above the RSS before loading (docs/benchmark.md)
     latency = statistics.median(times)
-    return SpeedRow(ref.label, gen.steps, gen.num_parameters() / 1e6, size, batch, latency, batch / latency, peak, kind,
-                    str(device), str(dtype).replace("torch.", ""))
+    return SpeedRow(
+        ref.label,
+        gen.steps,
+        gen.num_parameters() / 1e6,
+        size,
+        batch,
+        latency,
+        batch / latency,
+        peak,
+        kind,
+        str(device),
+        str(dtype).replace("torch.", ""),
+    )
 
 
 # --- published numbers and outputs --------------------------------------------------------------------
@@ -282,19 +314,30 @@ def published() -> dict:
 
 def reference_rows(rows: list[Row]) -> list[dict]:
     """Published values for (method, dataset) pairs that have them, with our value and the delta."""
+    from ..registry import get_method
+
     pub = published()
     out = []
     for row in rows:
-        method = row.method.split(":")[0]
-        name = pub["methods"].get(method)
+        name = get_method(row.method.split(":")[0]).published_as
         entry = pub.get(row.dataset, {}).get(name) if name else None
         if not entry:
             continue
         for metric, value in entry.items():
             if metric == "source" or metric not in row.scores:
                 continue
-            out.append({"method": row.method, "dataset": row.dataset, "metric": metric, "ours": row.scores[metric],
-                        "published": value, "delta": row.scores[metric] - value, "published_as": name, "source": entry["source"]})
+            out.append(
+                {
+                    "method": row.method,
+                    "dataset": row.dataset,
+                    "metric": metric,
+                    "ours": row.scores[metric],
+                    "published": value,
+                    "delta": row.scores[metric] - value,
+                    "published_as": name,
+                    "source": entry["source"],
+                }
+            )
     return out
 
 
@@ -303,11 +346,20 @@ def dataset_provenance(name: str, folder: Path) -> dict:
     info = {"folder": str(folder)}
     if name in TESTSETS:
         ts = TESTSETS[name]
-        info.update({"repo": ts.repo_id, "archive": ts.archive, "pinned_revision": ts.revision or None, "protocol": ts.protocol})
+        info.update(
+            {
+                "repo": ts.repo_id,
+                "archive": ts.archive,
+                "pinned_revision": ts.revision or None,
+                "protocol": ts.protocol,
+            }
+        )
         from huggingface_hub import try_to_load_from_cache
 
         if ts.repo_id:
-            cached = try_to_load_from_cache(ts.repo_id, ts.archive, revision=ts.revision or None, repo_type="dataset")
+            cached = try_to_load_from_cache(
+                ts.repo_id, ts.archive, revision=ts.revision or None, repo_type="dataset"
+            )
             if isinstance(cached, str) and "/snapshots/" in cached:
                 info["snapshot"] = cached.split("/snapshots/")[1].split("/")[0]
     return info
@@ -331,29 +383,54 @@ def environment(device: torch.device, methods: list[MethodRef], datasets: dict |
     for ref in methods:
         spec = ref.weights or get_method(ref.method).default_model
         card = cards.get(spec) if spec else None
-        weights[ref.label] = {"weights": spec, "repo": card.repo_id if card else None, "revision": card.revision if card else None,
-                              "source": card.source_url if card else spec}
+        weights[ref.label] = {
+            "weights": spec,
+            "repo": card.repo_id if card else None,
+            "revision": card.revision if card else None,
+            "source": card.source_url if card else spec,
+        }
     return {
         "sr1step": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
         "torch": torch.__version__,
         "pyiqa": version("pyiqa"),
         "diffusers": version("diffusers"),
         "weights": weights,
         "datasets": datasets or {},
-        "metric_settings": {"psnr/ssim": "Y of YCbCr (BT.601), pyiqa", "lpips": "AlexNet v0.1", "musiq": "KonIQ", "maniqa": "PIPAL", "fid": "folder vs folder, clean"},
+        "metric_settings": {
+            "psnr/ssim": "Y of YCbCr (BT.601), pyiqa",
+            "lpips": "AlexNet v0.1",
+            "musiq": "KonIQ",
+            "maniqa": "PIPAL",
+            "fid": "folder vs folder, clean",
+        },
     }
 
 
-def write_results(output: Path, rows: list[Row], speed: list[SpeedRow], refs: list[dict], env: dict, metrics: tuple[str, ...], crop_border: int) -> None:
-    from ..imageio import write_atomic
+def write_results(
+    output: Path,
+    rows: list[Row],
+    speed: list[SpeedRow],
+    refs: list[dict],
+    env: dict,
+    metrics: tuple[str, ...],
+    crop_border: int,
+) -> None:
+    from ..files import write_atomic
 
     output.mkdir(parents=True, exist_ok=True)
     env = {**env, "crop_border": crop_border}
-    data = {"environment": env, "results": [asdict(r) for r in rows], "speed": [asdict(s) for s in speed], "reference": refs}
+    data = {
+        "environment": env,
+        "results": [asdict(r) for r in rows],
+        "speed": [asdict(s) for s in speed],
+        "reference": refs,
+    }
     write_atomic(output / "results.json", (json.dumps(data, indent=2) + "\n").encode())
     header = ["method", "dataset", "images"] + [f"{m}" for m in metrics] + ["problems"]
     lines = [",".join(header)]
@@ -368,40 +445,95 @@ def fmt(metric: str, value: float) -> str:
     return f"{value:.2f}" if metric in ("psnr", "musiq", "fid") else f"{value:.4f}"
 
 
-def result_tables(rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...] | list[str]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, cells) of the score, published and speed tables: one source for the screen and results.md."""
+def result_tables(
+    rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...] | list[str]
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, cells) of the score, published and speed tables, for the screen and results.md."""
     tables = []
     if rows:
         head = ["method", "dataset", "images"] + [f"{m.upper()}{METRICS[m].arrow}" for m in metrics]
-        cells = [[r.method, r.dataset, str(r.images)] + [fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in metrics] for r in rows]
+        cells = [
+            [r.method, r.dataset, str(r.images)]
+            + [fmt(m, r.scores[m]) if m in r.scores else "n/a" for m in metrics]
+            for r in rows
+        ]
         tables.append(("sr1step benchmark", head, cells))
     if refs:
         head = ["method", "dataset", "metric", "ours", "published", "delta", "source"]
-        cells = [[x["method"], x["dataset"], x["metric"], fmt(x["metric"], x["ours"]), fmt(x["metric"], x["published"]), f"{x['delta']:+.4f}",
-                  f"{x['published_as']}: {x['source']}"] for x in refs]
+        cells = [
+            [
+                x["method"],
+                x["dataset"],
+                x["metric"],
+                fmt(x["metric"], x["ours"]),
+                fmt(x["metric"], x["published"]),
+                f"{x['delta']:+.4f}",
+                f"{x['published_as']}: {x['source']}",
+            ]
+            for x in refs
+        ]
         tables.append(("Published numbers", head, cells))
     if speed:
-        head = ["method", "NFE", "params (M)", "input", "batch", "latency (s)", "images/s", "peak memory (MB)", "device", "dtype"]
-        cells = [[s.method, str(s.nfe), f"{s.params_m:.2f}", f"{s.input_size}x{s.input_size}", str(s.batch), f"{s.latency_s:.4f}",
-                  f"{s.images_per_s:.2f}", f"{s.peak_memory_mb:.0f} ({s.memory_kind})", s.device, s.dtype] for s in speed]
+        head = [
+            "method",
+            "NFE",
+            "params (M)",
+            "input",
+            "batch",
+            "latency (s)",
+            "images/s",
+            "peak memory (MB)",
+            "device",
+            "dtype",
+        ]
+        cells = [
+            [
+                s.method,
+                str(s.nfe),
+                f"{s.params_m:.2f}",
+                f"{s.input_size}x{s.input_size}",
+                str(s.batch),
+                f"{s.latency_s:.4f}",
+                f"{s.images_per_s:.2f}",
+                f"{s.peak_memory_mb:.0f} ({s.memory_kind})",
+                s.device,
+                s.dtype,
+            ]
+            for s in speed
+        ]
         tables.append(("Speed and size", head, cells))
     return tables
 
 
 def result_notes(rows: list[Row]) -> list[str]:
     """Unavailable metrics (with the reason and the files to place) and images that were not scored."""
-    notes = [f"{m}: n/a ({why})" for m, why in sorted({(m, why) for r in rows for m, why in r.unavailable.items()})]
-    return notes + [f"{r.method} / {r.dataset}: {name} not scored: {why}" for r in rows for name, why in r.problems]
+    notes = [
+        f"{m}: n/a ({why})" for m, why in sorted({(m, why) for r in rows for m, why in r.unavailable.items()})
+    ]
+    return notes + [
+        f"{r.method} / {r.dataset}: {name} not scored: {why}" for r in rows for name, why in r.problems
+    ]
 
 
-def markdown(rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...], env: dict) -> str:
+def markdown(
+    rows: list[Row], speed: list[SpeedRow], refs: list[dict], metrics: tuple[str, ...], env: dict
+) -> str:
     out = []
     for i, (title, head, cells) in enumerate(result_tables(rows, speed, refs, metrics)):
-        out += [f"{'#' if i == 0 else '##'} {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += [
+            f"{'#' if i == 0 else '##'} {title}",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         out += ["| " + " | ".join(c) + " |" for c in cells]
         if i == 0 and rows and result_notes(rows):
             out += [""] + [f"- {n}" for n in result_notes(rows)]
         out.append("")
-    out += [f"Environment: sr1step {env['sr1step']}, torch {env['torch']}, pyiqa {env['pyiqa']}, device {env['device_name']}; "
-            f"PSNR/SSIM on Y (BT.601 YCbCr), crop border {env.get('crop_border', 0)}.", ""]
+    out += [
+        f"Environment: sr1step {env['sr1step']}, torch {env['torch']}, pyiqa {env['pyiqa']}, "
+        f"device {env['device_name']}; "
+        f"PSNR/SSIM on Y (BT.601 YCbCr), crop border {env.get('crop_border', 0)}.",
+        "",
+    ]
     return "\n".join(out)

@@ -20,7 +20,14 @@ from torch.utils.data import Dataset, Sampler
 from ..imageio import READ_EXTS, ImageReadError, list_images, read_image
 
 # Natural photos shipped in the scikit-image wheel (CC0 / public domain), for tests and demos.
-BUILTIN_TRAIN = ("chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg")
+BUILTIN_TRAIN = (
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+)
 BUILTIN_VAL = ("astronaut.png", "camera.png")
 MIN_SIDE = 32
 
@@ -29,7 +36,9 @@ def builtin_photos(split: str) -> list[Path]:
     try:
         import skimage
     except ImportError:  # pragma: no cover - scikit-image ships with pyiqa
-        raise FileNotFoundError("the built-in photo set needs scikit-image (pip install scikit-image)") from None
+        raise FileNotFoundError(
+            "the built-in photo set needs scikit-image (pip install scikit-image)"
+        ) from None
     root = Path(skimage.__file__).parent / "data"
     names = BUILTIN_TRAIN if split == "train" else BUILTIN_VAL
     return [root / n for n in names if (root / n).is_file()]
@@ -100,7 +109,10 @@ class HRCrops(Dataset):
         self.flip = flip
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self._bad: set[int] = set()
-        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))  # (epoch, file order): one permutation per epoch
+        self._order: tuple[int, np.ndarray] = (
+            -1,
+            np.arange(0),
+        )  # (epoch, file order): one permutation per epoch
 
     def __len__(self) -> int:
         return len(self.files)
@@ -191,7 +203,11 @@ def load_paired_folder(root: str | Path, scale: int, lr_dir: str = "LR", hr_dir:
     if not lr_root.is_dir():
         lr_root, hr_root = root, None
     out = PairedSet([])
-    hr_files = {pair_key(p.stem): p for p in list_images(hr_root, recursive=True)} if hr_root and hr_root.is_dir() else {}
+    hr_files = (
+        {pair_key(p.stem): p for p in list_images(hr_root, recursive=True)}
+        if hr_root and hr_root.is_dir()
+        else {}
+    )
     used = set()
     for lr_path in list_images(lr_root, recursive=True):
         key = pair_key(lr_path.stem)
@@ -213,7 +229,9 @@ def load_paired_folder(root: str | Path, scale: int, lr_dir: str = "LR", hr_dir:
                 continue
             expected = (lr.shape[-2] * scale, lr.shape[-1] * scale)
             if tuple(hr.shape[-2:]) != expected:
-                out.problems.append((lr_path.name, f"HR is {tuple(hr.shape[-2:])}, expected {expected} ({scale}x the LR)"))
+                out.problems.append(
+                    (lr_path.name, f"HR is {tuple(hr.shape[-2:])}, expected {expected} ({scale}x the LR)")
+                )
                 continue
         out.pairs.append(Pair(lr_path.stem, lr, hr))
     for key in sorted(set(hr_files) - used):
@@ -221,7 +239,9 @@ def load_paired_folder(root: str | Path, scale: int, lr_dir: str = "LR", hr_dir:
     return out
 
 
-def synthesize_pairs(files: list[Path], degrade, scale: int, size: int, count: int, seed: int = 0) -> PairedSet:
+def synthesize_pairs(
+    files: list[Path], degrade, scale: int, size: int, count: int, seed: int = 0
+) -> PairedSet:
     """Validation pairs from HR photos: ``count`` crops of ``size`` px spread over the images
     (deterministic), degraded with ``degrade(hr_batch, generator)``."""
     images = [read_image(f, max_pixels=None).rgb for f in scan_images(files).usable]

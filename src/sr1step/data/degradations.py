@@ -88,7 +88,9 @@ def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.meshgrid(r, r, indexing="ij")
 
 
-def anisotropic_kernel(size: int, sigma_x: float, sigma_y: float, theta: float, kind: str = "gaussian", beta: float = 1.0) -> torch.Tensor:
+def anisotropic_kernel(
+    size: int, sigma_x: float, sigma_y: float, theta: float, kind: str = "gaussian", beta: float = 1.0
+) -> torch.Tensor:
     """Bivariate kernel with covariance R diag(sx^2, sy^2) R^T and q = x^T Sigma^-1 x:
     ``gaussian`` exp(-q/2), ``generalized`` exp(-q^beta / 2), ``plateau`` 1 / (1 + q^beta)."""
     yy, xx = _grid(size)
@@ -163,7 +165,9 @@ def filter2d(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 # --- noise, resize ------------------------------------------------------------------------------
 
 
-def add_gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def add_gaussian_noise(
+    x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, g: torch.Generator
+) -> torch.Tensor:
     """sigma (B,) on the 0..1 scale; gray (B,) bool: one noise map shared by the channels."""
     b, c, h, w = x.shape
     color = torch.randn(b, c, h, w, generator=g, device=x.device, dtype=x.dtype)
@@ -172,7 +176,9 @@ def add_gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor,
     return x + noise * sigma.view(b, 1, 1, 1).to(x.device, x.dtype)
 
 
-def add_poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def add_poisson_noise(
+    x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, g: torch.Generator
+) -> torch.Tensor:
     """Shot noise: Poisson(img * vals) / vals - img with vals = 2^ceil(log2(#distinct values))."""
     b, c, h, w = x.shape
     x = x.clamp(0, 1)
@@ -233,7 +239,9 @@ class RealESRGANDegradation:
         out = filter2d(hr, kernels1)
         s = _resize_factor(g, cfg.resize_prob, cfg.resize_range)
         out = random_resize(out, g, size=(max(1, int(out.shape[-2] * s)), max(1, int(out.shape[-1] * s))))
-        out = self._noise(out, g, dg, cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob)
+        out = self._noise(
+            out, g, dg, cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob
+        )
         out = self._jpeg(out, g, cfg.jpeg_range)
         if _uniform(g, 0, 1) < cfg.second_order_prob:
             if _uniform(g, 0, 1) < cfg.second_blur_prob:
@@ -241,7 +249,15 @@ class RealESRGANDegradation:
                 out = filter2d(out, kernels2)
             s = _resize_factor(g, cfg.resize_prob2, cfg.resize_range2)
             out = random_resize(out, g, size=(max(1, int(h / cfg.scale * s)), max(1, int(w / cfg.scale * s))))
-            out = self._noise(out, g, dg, cfg.gaussian_noise_prob2, cfg.noise_range2, cfg.poisson_scale_range2, cfg.gray_noise_prob2)
+            out = self._noise(
+                out,
+                g,
+                dg,
+                cfg.gaussian_noise_prob2,
+                cfg.noise_range2,
+                cfg.poisson_scale_range2,
+                cfg.gray_noise_prob2,
+            )
         sinc = torch.stack([self._final_sinc(g) for _ in range(b)]).to(dev)
         if _uniform(g, 0, 1) < 0.5:
             out = filter2d(random_resize(out, g, size=lr_size), sinc)
@@ -269,7 +285,9 @@ class BicubicDegradation:
     @torch.no_grad()
     def __call__(self, hr: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         h, w = hr.shape[-2:]
-        lr = F.interpolate(hr, size=(h // self.scale, w // self.scale), mode="bicubic", antialias=True, align_corners=False)
+        lr = F.interpolate(
+            hr, size=(h // self.scale, w // self.scale), mode="bicubic", antialias=True, align_corners=False
+        )
         return (lr.clamp(0, 1) * 255).round() / 255
 
 
@@ -287,7 +305,9 @@ class PairPool:
         self.lr: torch.Tensor | None = None
         self.filled = 0
 
-    def __call__(self, hr: torch.Tensor, lr: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, hr: torch.Tensor, lr: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b = hr.shape[0]
         if self.size <= 0:
             return hr, lr

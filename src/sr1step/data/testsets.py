@@ -40,21 +40,56 @@ class TestSet:
     license: str = ""
 
 
-STABLESR = dict(repo_id="Iceclear/StableSR-TestSets", archive="StableSR_testsets.zip", license="S-Lab License 1.0 (StableSR test sets)",
-                source_url="https://huggingface.co/datasets/Iceclear/StableSR-TestSets")
+STABLESR = dict(
+    repo_id="Iceclear/StableSR-TestSets",
+    archive="StableSR_testsets.zip",
+    license="S-Lab License 1.0 (StableSR test sets)",
+    source_url="https://huggingface.co/datasets/Iceclear/StableSR-TestSets",
+)
 
 TESTSETS: dict[str, TestSet] = {
     t.name: t
     for t in (
-        TestSet("RealSR", "RealSR v3 centre crops (Canon/Nikon), as cropped by StableSR", "stablesr-128-512", 4, 100,
-                "StableSR_testsets/RealSRVal_crop128/test_LR", "StableSR_testsets/RealSRVal_crop128/test_HR", **STABLESR),
-        TestSet("DRealSR", "DRealSR x4 centre crops, as cropped by StableSR", "stablesr-128-512", 4, 93,
-                "StableSR_testsets/DrealSRVal_crop128/test_LR", "StableSR_testsets/DrealSRVal_crop128/test_HR", **STABLESR),
-        TestSet("DIV2K-Val", "3000 synthetic pairs from DIV2K validation crops (Real-ESRGAN degradation)", "stablesr-128-512", 4, 3000,
-                "StableSR_testsets/DIV2K_V2_val/lq", "StableSR_testsets/DIV2K_V2_val/gt", **STABLESR),
-        TestSet("RealSet65", "65 real-world LR images (no ground truth), from the ResShift repository", "full-size", 4, 65,
-                "RealSet65", source_url="https://github.com/zsyOAOA/ResShift/tree/master/testdata/RealSet65",
-                license="as distributed with ResShift (S-Lab License 1.0)"),
+        TestSet(
+            "RealSR",
+            "RealSR v3 centre crops (Canon/Nikon), as cropped by StableSR",
+            "stablesr-128-512",
+            4,
+            100,
+            "StableSR_testsets/RealSRVal_crop128/test_LR",
+            "StableSR_testsets/RealSRVal_crop128/test_HR",
+            **STABLESR,
+        ),
+        TestSet(
+            "DRealSR",
+            "DRealSR x4 centre crops, as cropped by StableSR",
+            "stablesr-128-512",
+            4,
+            93,
+            "StableSR_testsets/DrealSRVal_crop128/test_LR",
+            "StableSR_testsets/DrealSRVal_crop128/test_HR",
+            **STABLESR,
+        ),
+        TestSet(
+            "DIV2K-Val",
+            "3000 synthetic pairs from DIV2K validation crops (Real-ESRGAN degradation)",
+            "stablesr-128-512",
+            4,
+            3000,
+            "StableSR_testsets/DIV2K_V2_val/lq",
+            "StableSR_testsets/DIV2K_V2_val/gt",
+            **STABLESR,
+        ),
+        TestSet(
+            "RealSet65",
+            "65 real-world LR images (no ground truth), from the ResShift repository",
+            "full-size",
+            4,
+            65,
+            "RealSet65",
+            source_url="https://github.com/zsyOAOA/ResShift/tree/master/testdata/RealSet65",
+            license="as distributed with ResShift (S-Lab License 1.0)",
+        ),
     )
 }
 
@@ -84,7 +119,9 @@ def _archive_path(ts: TestSet) -> Path | None:
     if isinstance(cached, str):
         return Path(cached)
     if hub_online():
-        return Path(hf_hub_download(ts.repo_id, ts.archive, revision=ts.revision or None, repo_type="dataset"))
+        return Path(
+            hf_hub_download(ts.repo_id, ts.archive, revision=ts.revision or None, repo_type="dataset")
+        )
     return None
 
 
@@ -96,7 +133,9 @@ def _unpack(ts: TestSet, archive: Path, target: Path) -> None:
             if not inner:
                 continue
             prefix = inner.rstrip("/") + "/"
-            members = [m for m in zf.namelist() if m.startswith(prefix) and Path(m).suffix.lower() in READ_EXTS]
+            members = [
+                m for m in zf.namelist() if m.startswith(prefix) and Path(m).suffix.lower() in READ_EXTS
+            ]
             if not members:
                 raise TestSetError(f"{archive} has no images under {prefix}; is it the right archive?")
             (tmp / sub).mkdir(parents=True, exist_ok=True)
@@ -132,7 +171,8 @@ def prepare_testset(name: str) -> Path:
     archive = _archive_path(ts)
     if archive is None:
         raise TestSetError(
-            f"{ts.name}: the archive {ts.archive} (Hugging Face dataset {ts.repo_id}, {ts.source_url}) is not on this "
+            f"{ts.name}: the archive {ts.archive} (Hugging Face dataset {ts.repo_id}, "
+            f"{ts.source_url}) is not on this "
             f"machine and the Hub cannot be reached. Download it where the Hub is reachable and put it at "
             f"{datasets_dir() / ts.archive}, or pass --dataset a folder holding LR/ and HR/."
         )

@@ -39,7 +39,9 @@ class ResShiftScheduleConfig:
     predict: Literal["xstart", "residual"] = "xstart"  # network output: x0, or y - x0 (official options)
 
 
-def eta_schedule(steps: int, kappa: float, min_noise_level: float, etas_end: float, power: float) -> np.ndarray:
+def eta_schedule(
+    steps: int, kappa: float, min_noise_level: float, etas_end: float, power: float
+) -> np.ndarray:
     """sqrt(eta_t), t = 1..T: exponential in ((t-1)/(T-1))^p between sqrt(eta_1) and ``etas_end``."""
     start = min(min_noise_level / kappa, min_noise_level)
     if steps == 1:
@@ -95,8 +97,12 @@ class ResShiftSchedule:
         """Index in the (possibly respaced) chain -> index in the trained chain, fed to the net."""
         return self._timestep_map.to(t.device)[t]
 
-    def q_sample(self, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return x0 + self._at(self.etas, t, x0) * (y - x0) + self._at(self.sqrt_etas * self.kappa, t, x0) * noise
+    def q_sample(
+        self, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        return (
+            x0 + self._at(self.etas, t, x0) * (y - x0) + self._at(self.sqrt_etas * self.kappa, t, x0) * noise
+        )
 
     def prior_sample(self, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         t = torch.full((y.shape[0],), self.num_steps - 1, dtype=torch.long, device=y.device)
@@ -110,26 +116,43 @@ class ResShiftSchedule:
         return x / (self._at(self.sqrt_etas, t, x) * self.kappa * 3 + 1)
 
     def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self._at(self.posterior_mean_coef1, t, x_t) * x_t + self._at(self.posterior_mean_coef2, t, x_t) * x0
+        return (
+            self._at(self.posterior_mean_coef1, t, x_t) * x_t
+            + self._at(self.posterior_mean_coef2, t, x_t) * x0
+        )
 
-    def eps_from_x0(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def eps_from_x0(
+        self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, x0: torch.Tensor
+    ) -> torch.Tensor:
         """The noise that, with x0, gives x_t under ``q_sample``."""
-        return (x_t - x0 - self._at(self.etas, t, x_t) * (y - x0)) / self._at(self.kappa * self.sqrt_etas, t, x_t)
+        return (x_t - x0 - self._at(self.etas, t, x_t) * (y - x0)) / self._at(
+            self.kappa * self.sqrt_etas, t, x_t
+        )
 
     def x0_from_output(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return y - out if self.config.predict == "residual" else out
 
-    def predict_x0(self, model_fn: ModelFn, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, clip: bool = False) -> torch.Tensor:
+    def predict_x0(
+        self, model_fn: ModelFn, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, clip: bool = False
+    ) -> torch.Tensor:
         x0 = self.x0_from_output(model_fn(self.scale_input(x_t, t), self.model_timesteps(t)), y)
         return x0.clamp(-1, 1) if clip else x0
 
-    def ancestral_step(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def ancestral_step(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
         mean = self.posterior_mean(x0, x_t, t)
         nonzero = (t != 0).to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
         return mean + nonzero * torch.exp(0.5 * self._at(self.posterior_log_variance_clipped, t, x_t)) * noise
 
-    def ddim_step(self, x0: torch.Tensor, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self._at(self.ddim_k, t, x_t) * x0 + self._at(self.ddim_m, t, x_t) * x_t + self._at(self.ddim_j, t, x_t) * y
+    def ddim_step(
+        self, x0: torch.Tensor, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        return (
+            self._at(self.ddim_k, t, x_t) * x0
+            + self._at(self.ddim_m, t, x_t) * x_t
+            + self._at(self.ddim_j, t, x_t) * y
+        )
 
     def sample(
         self,
@@ -145,7 +168,8 @@ class ResShiftSchedule:
 
         ``noise`` holds the prior noise in its first C channels and, for the ancestral sampler,
         one more C-channel draw for each of the T-1 noisy steps after it (shape (B, C * T, H, W));
-        the deterministic sampler uses the prior draw only. ``steps`` stops after that many network calls (1 = the
+        the deterministic sampler uses the prior draw only. ``steps`` stops after that many network
+        calls (1 = the
         one-step prediction at t = T-1, as SinSR/TAD-SR/RSD students run).
         """
         if sampler not in ("ancestral", "ddim"):

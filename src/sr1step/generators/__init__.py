@@ -1,5 +1,1 @@
-"""Generators: the networks `sr1step upscale` runs, behind one inference contract (base.py)."""
-
-from .base import Generator
-
-__all__ = ["Generator"]
+"""Generators: the SR pipelines `sr1step upscale` runs, behind one inference contract (``contract.py``)."""

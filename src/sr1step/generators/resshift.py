@@ -18,12 +18,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..config import to_dict
+from ..config import from_dict, to_dict
+from ..contract import SRGenerator, read_folder_config
 from ..diffusion.resshift import ResShiftSchedule, ResShiftScheduleConfig
+from ..files import write_json_atomic
 from ..nets.autoencoders import Autoencoder, AutoencoderConfig
 from ..nets.resshift_unet import ResShiftUNet, ResShiftUNetConfig
-from ..weights import load_state_dict, save_json_atomic, save_safetensors
-from .base import Generator
+from ..weights import load_state_dict, save_safetensors
 
 FORMAT = "sr1step-resshift/1"
 
@@ -42,14 +43,17 @@ class ResShiftConfig:
         return dataclasses.replace(self, steps=steps)
 
 
-class ResShiftGenerator(Generator):
+class ResShiftGenerator(SRGenerator):
     def __init__(self, cfg: ResShiftConfig):
         super().__init__()
         u, ae = cfg.unet, cfg.autoencoder
         if u.lq_size != u.image_size:
             raise ValueError("ResShiftGenerator supports UNets whose LR input has the latent's size (x4 SR)")
         if u.in_channels != ae.latent_channels or u.out_channels != ae.latent_channels:
-            raise ValueError(f"UNet channels ({u.in_channels}/{u.out_channels}) must equal the latent channels ({ae.latent_channels})")
+            raise ValueError(
+                f"UNet channels ({u.in_channels}/{u.out_channels}) must equal the latent "
+                f"channels ({ae.latent_channels})"
+            )
         if cfg.noise_input != (u.extra_in_channels == 1):
             raise ValueError("noise_input needs unet.extra_in_channels = 1 (and only then)")
         if cfg.scale % ae.factor:
@@ -86,34 +90,38 @@ class ResShiftGenerator(Generator):
         z_y, lq = cond[:, :c], cond[:, c:]
         if noise is None:
             raise ValueError("ResShift generators need a noise tensor (the engine draws it from the seed)")
-        extra = noise[:, -1:] if self.config.noise_input else None
+        noise_map = noise[:, -1:] if self.config.noise_input else None
 
         def model_fn(x, t):
-            return self.unet(x, t, lq, extra)
+            return self.unet(x, t, lq, noise_map)
 
         clip = self.config.autoencoder.kind == "pixel"
-        return self.schedule.sample(model_fn, z_y, noise, sampler=self.config.sampler, clip=clip, steps=self.steps)
+        return self.schedule.sample(
+            model_fn, z_y, noise, sampler=self.config.sampler, clip=clip, steps=self.steps
+        )
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         return (self.autoencoder.decode(latent) + 1) / 2
 
     # --- weight folders ------------------------------------------------------------------------
 
-    def save_folder(self, folder: str | Path, method: str, extra: dict | None = None) -> Path:
+    def save_folder(self, folder: str | Path, method: str, info: dict | None = None) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_safetensors(self.unet.state_dict(), folder / "unet.safetensors")
         if self.autoencoder.vq is not None:
             save_safetensors(self.autoencoder.vq.state_dict(), folder / "autoencoder.safetensors")
         meta = {"format": FORMAT, "method": method, "generator": to_dict(self.config)}
-        save_json_atomic({**meta, **(extra or {})}, folder / "config.json")
+        write_json_atomic({**meta, **(info or {})}, folder / "config.json")
         return folder
 
     @classmethod
-    def from_folder(cls, folder: str | Path, cfg: ResShiftConfig) -> ResShiftGenerator:
+    def from_folder(cls, folder: str | Path) -> ResShiftGenerator:
         folder = Path(folder)
-        gen = cls(cfg)
+        gen = cls(from_dict(ResShiftConfig, read_folder_config(folder, FORMAT)["generator"]))
         gen.unet.load_state_dict(load_state_dict(folder / "unet.safetensors"), strict=True)
         if gen.autoencoder.vq is not None:
-            gen.autoencoder.vq.load_state_dict(load_state_dict(folder / "autoencoder.safetensors"), strict=True)
+            gen.autoencoder.vq.load_state_dict(
+                load_state_dict(folder / "autoencoder.safetensors"), strict=True
+            )
         return gen.eval()

@@ -14,32 +14,21 @@ training starts and stored with the weights. Weight folders hold the LoRA in dif
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..config import to_dict
-from ..weights import load_state_dict, save_json_atomic, save_safetensors
-from .base import Generator
+from ..config import from_dict, to_dict
+from ..contract import SRGenerator, read_folder_config
+from ..files import write_json_atomic
+from ..nets.sd_base import LoraSettings, add_vae_encoder_lora, load_sd_unet, load_sd_vae
+from ..weights import load_state_dict, save_safetensors
 
 FORMAT = "sr1step-sd-onestep/1"
 LORA_FILE = "pytorch_lora_weights.safetensors"
 VAE_LORA_FILE = "vae_lora_weights.safetensors"
-DEFAULT_TARGETS = (
-    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-    "conv1", "conv2", "conv_shortcut", "conv", "conv_in", "conv_out",
-)  # fmt: skip
-VAE_ENCODER_TARGETS = ("conv1", "conv2", "conv_shortcut", "conv", "conv_in", "conv_out", "to_q", "to_k", "to_v", "to_out.0", "quant_conv")
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    rank: int = 16
-    alpha: float = 16.0
-    targets: tuple[str, ...] = DEFAULT_TARGETS
 
 
 @dataclass(frozen=True)
@@ -52,59 +41,19 @@ class SDOneStepConfig:
     vae_tile: int = 512  # VAE encode/decode in tiles above this many pixels (diffusers tiling)
 
 
-def load_base(base: str, folder: Path | None = None):
-    """(unet, vae, scheduler config dict) of a base model; ``tiny`` builds random tiny networks."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from ..nets.sd_configs import SD_SCHEDULER, TINY_UNET, TINY_VAE
-
-    if base == "tiny":
-        return UNet2DConditionModel(**TINY_UNET), AutoencoderKL(**TINY_VAE), dict(SD_SCHEDULER)
-    if base == "embedded":
+def load_base(cfg: SDOneStepConfig, folder: Path | None = None):
+    """(unet, vae, scheduler config) of the config's base; ``embedded`` = ``folder/base``."""
+    if cfg.base == "embedded":
         if folder is None:
             raise ValueError("base 'embedded' needs the weight folder")
-        root = folder / "base"
+        base: str | Path = folder / "base"
     else:
-        root = diffusers_root(base)
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", local_files_only=True, **variant_kwargs(root / "unet"))
-    vae = AutoencoderKL.from_pretrained(root, subfolder="vae", local_files_only=True, **variant_kwargs(root / "vae"))
-    sched = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
-    return unet, vae, sched
+        base = cfg.base
+    unet, sched = load_sd_unet(base)
+    return unet, load_sd_vae(base), sched
 
 
-def diffusers_root(name: str) -> Path:
-    """A diffusers-layout folder: ``name`` itself, or the local snapshot of the model card ``name``."""
-    root = Path(name).expanduser()
-    if root.is_dir():
-        return root
-    from ..hub import get_card, snapshot_folder
-
-    return snapshot_folder(get_card(name))
-
-
-def variant_kwargs(sub: Path) -> dict:
-    """``from_pretrained`` kwargs for a model subfolder that holds only the fp16 variant."""
-    plain = sub / "diffusion_pytorch_model.safetensors"
-    return {} if plain.exists() or not (sub / "diffusion_pytorch_model.fp16.safetensors").exists() else {"variant": "fp16"}
-
-
-def add_unet_lora(unet, lora: LoraSettings) -> None:
-    from peft import LoraConfig
-
-    unet.requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=lora.rank, lora_alpha=lora.alpha, init_lora_weights="gaussian", target_modules=list(lora.targets)))
-
-
-def add_vae_encoder_lora(vae, rank: int) -> None:
-    from peft import LoraConfig, inject_adapter_in_model
-
-    vae.requires_grad_(False)
-    names = [n for n, _ in vae.named_modules() if n == "quant_conv" or (n.startswith("encoder.") and n.split(".")[-1] in VAE_ENCODER_TARGETS)]
-    cfg = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=names)
-    inject_adapter_in_model(cfg, vae)
-
-
-class SDOneStepGenerator(Generator):
+class SDOneStepGenerator(SRGenerator):
     def __init__(self, cfg: SDOneStepConfig, unet, vae, scheduler_config: dict, prompt_embeds: torch.Tensor):
         super().__init__()
         from diffusers import DDPMScheduler
@@ -157,7 +106,7 @@ class SDOneStepGenerator(Generator):
 
     # --- weight folders ------------------------------------------------------------------------
 
-    def save_folder(self, folder: str | Path, method: str, extra: dict | None = None) -> Path:
+    def save_folder(self, folder: str | Path, method: str, info: dict | None = None) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         cfg = self.config
@@ -171,23 +120,26 @@ class SDOneStepGenerator(Generator):
             save_safetensors(get_peft_model_state_dict(self.vae), folder / VAE_LORA_FILE)
         save_safetensors({"prompt_embeds": self.prompt_embeds}, folder / "prompt_embeds.safetensors")
         meta = {"format": FORMAT, "method": method, "generator": to_dict(cfg)}
-        save_json_atomic({**meta, **(extra or {})}, folder / "config.json")
+        write_json_atomic({**meta, **(info or {})}, folder / "config.json")
         return folder
 
     def save_base(self, folder: Path) -> None:
         """The base networks without LoRA layers (used for random tiny bases)."""
         for name, model in (("unet", self.unet), ("vae", self.vae)):
-            state = {k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if "lora_" not in k}
+            state = {
+                k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if "lora_" not in k
+            }
             (folder / name).mkdir(parents=True, exist_ok=True)
             save_safetensors(state, folder / name / "diffusion_pytorch_model.safetensors")
-            save_json_atomic(dict(model.config), folder / name / "config.json")
+            write_json_atomic(dict(model.config), folder / name / "config.json")
         (folder / "scheduler").mkdir(parents=True, exist_ok=True)
-        save_json_atomic(self.scheduler_config, folder / "scheduler" / "scheduler_config.json")
+        write_json_atomic(self.scheduler_config, folder / "scheduler" / "scheduler_config.json")
 
     @classmethod
-    def from_folder(cls, folder: str | Path, cfg: SDOneStepConfig, fuse: bool = True) -> SDOneStepGenerator:
+    def from_folder(cls, folder: str | Path, fuse: bool = True) -> SDOneStepGenerator:
         folder = Path(folder)
-        unet, vae, sched = load_base(cfg.base, folder)
+        cfg = from_dict(SDOneStepConfig, read_folder_config(folder, FORMAT)["generator"])
+        unet, vae, sched = load_base(cfg, folder)
         unet.load_lora_adapter(str(folder), weight_name=LORA_FILE, prefix=None, use_safetensors=True)
         if cfg.vae_encoder_lora_rank:
             from peft import set_peft_model_state_dict

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..generators.base import Generator
+from ..contract import SRGenerator
 from .base import Method
 
 
-class BicubicGenerator(Generator):
+class BicubicGenerator(SRGenerator):
     """``F.interpolate(mode="bicubic")`` (a = -0.75, the kernel ResShift upsamples with)."""
 
     supports_half = True
@@ -26,10 +26,9 @@ class BicubicGenerator(Generator):
 
 
 class Bicubic(Method):
-    name = "bicubic"
-    summary = "Bicubic interpolation (no network)"
-
-    @classmethod
-    def build_default(cls, scale: float | None = None) -> Generator:
+    def build_default(self, scale: float | None = None) -> SRGenerator:
         native = int(scale) if scale is not None and float(scale).is_integer() and scale >= 1 else 4
         return BicubicGenerator(native)
+
+
+BICUBIC = Bicubic("bicubic", "Bicubic interpolation (no network)")

@@ -21,21 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devices import DTYPES
-from ..generators.sd_onestep import (
-    FORMAT,
-    LoraSettings,
-    SDOneStepConfig,
-    SDOneStepGenerator,
-    add_unet_lora,
-    add_vae_encoder_lora,
-    diffusers_root,
-    load_base,
-)
+from ..generators.sd_onestep import SDOneStepConfig, SDOneStepGenerator, load_base
 from ..hub import WeightsNotFoundError
 from ..losses import EADISTS, d_loss, g_loss
 from ..nets.diffusion_discriminator import DISC_TARGETS, DiffusionDiscriminator, DiffusionDiscriminatorConfig
+from ..nets.sd_base import LoraSettings, add_unet_lora, add_vae_encoder_lora, embed_prompt
 from ..training.config import DataConfig, RunConfig, TrainConfig
-from .base import Method, Phase, Recipe, read_folder_config
+from ..training.recipe import Phase, Recipe
+from .base import Method
+
 
 @dataclass(frozen=True)
 class D3SRLosses:
@@ -57,22 +51,6 @@ class D3SRConfig:
     prompt: str = ""  # fixed prompt, embedded once (D3SR runs without text)
     frozen_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"  # frozen base weights; LoRA stays fp32
     discriminator_lr: float = 0.0  # 0 = train.lr
-
-
-def embed_prompt(base: str, prompt: str, dim: int) -> torch.Tensor:
-    """(1, 77, dim) text embedding of ``prompt`` with the base model's CLIP text encoder, computed
-    once; random tiny bases get a fixed seeded stand-in."""
-    if base == "tiny":
-        g = torch.Generator().manual_seed(len(prompt))
-        return torch.randn(1, 77, dim, generator=g) * 0.5
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    root = diffusers_root(base)
-    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-    encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
-    ids = tokenizer([prompt], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
-    with torch.no_grad():
-        return encoder(ids)[0].float()
 
 
 class GeneratorNet(nn.Module):
@@ -98,8 +76,10 @@ class D3SRRecipe(Recipe):
         super().__init__()
         cfg: D3SRConfig = run.model
         if run.data.scale != cfg.generator.scale:
-            raise ValueError(f"data.scale ({run.data.scale}) must equal model.generator.scale ({cfg.generator.scale})")
-        unet, vae, sched = load_base(cfg.generator.base)
+            raise ValueError(
+                f"data.scale ({run.data.scale}) must equal model.generator.scale ({cfg.generator.scale})"
+            )
+        unet, vae, sched = load_base(cfg.generator)
         prompt = embed_prompt(cfg.generator.base, cfg.prompt, unet.config.cross_attention_dim)
         frozen = DTYPES[cfg.frozen_dtype]
         for net in (unet, vae):
@@ -119,7 +99,11 @@ class D3SRRecipe(Recipe):
                     p.data = p.data.float()
         w = cfg.losses
         self.losses = w
-        self.ea_dists = EADISTS(w.dists_weights, w.dists_weight, w.edge_weight) if (w.dists_weight or w.edge_weight) else None
+        self.ea_dists = (
+            EADISTS(w.dists_weights, w.dists_weight, w.edge_weight)
+            if (w.dists_weight or w.edge_weight)
+            else None
+        )
         self.phase_lrs = {"discriminator": cfg.discriminator_lr} if cfg.discriminator_lr else {}
 
     def networks(self):
@@ -151,7 +135,9 @@ class D3SRRecipe(Recipe):
             loss = loss + ead
             logs["ea_dists"] = ead.item()
         with torch.no_grad():
-            state["real"] = gen.vae.encode(batch.hr.to(z_hat.dtype) * 2 - 1).latent_dist.mode() * gen.scaling_factor
+            state["real"] = (
+                gen.vae.encode(batch.hr.to(z_hat.dtype) * 2 - 1).latent_dist.mode() * gen.scaling_factor
+            )
         state["fake"] = z_hat.detach()
         if w.gan_weight:
             t = self.disc.sample_timesteps(z_hat.shape[0], z_hat.device)
@@ -165,15 +151,18 @@ class D3SRRecipe(Recipe):
         b = real.shape[0]
         t = self.disc.sample_timesteps(b, real.device)
         noise = torch.randn_like(real)
-        logits = self.wrapped["discriminator"](torch.cat([real, fake.to(real.dtype)]), torch.cat([t, t]), torch.cat([noise, noise])).float()
+        logits = self.wrapped["discriminator"](
+            torch.cat([real, fake.to(real.dtype)]), torch.cat([t, t]), torch.cat([noise, noise])
+        ).float()
         loss = d_loss(logits[:b], logits[b:], self.losses.gan_loss)
-        return loss, {"d_loss": loss.item(), "d_real": logits[:b].mean().item(), "d_fake": logits[b:].mean().item()}
+        return loss, {
+            "d_loss": loss.item(),
+            "d_real": logits[:b].mean().item(),
+            "d_fake": logits[b:].mean().item(),
+        }
 
     def generator(self):
         return self.gen
-
-    def export(self, folder, extra):
-        return self.gen.save_folder(folder, "d3sr", extra)
 
 
 def _d3sr_run(model: D3SRConfig, data: dict, train: dict) -> RunConfig:
@@ -182,59 +171,85 @@ def _d3sr_run(model: D3SRConfig, data: dict, train: dict) -> RunConfig:
 
 TINY_LORA = LoraSettings(rank=4, alpha=4.0)
 FULL_DATA = dict(degradation="realesrgan", gt_size=512, crop_pad_size=576, val_size=512, val_count=8)
-FULL_TRAIN = dict(max_steps=100_000, batch_size=4, lr=5e-5, weight_decay=1e-2, warmup_steps=500, grad_clip=1.0, mixed_precision="bf16",
-                  gradient_checkpointing=True, ema_decay=0.999, validate_every=2500, checkpoint_every=2500)
-PRESETS = {
+FULL_TRAIN = dict(
+    max_steps=100_000,
+    batch_size=4,
+    lr=5e-5,
+    weight_decay=1e-2,
+    warmup_steps=500,
+    grad_clip=1.0,
+    mixed_precision="bf16",
+    gradient_checkpointing=True,
+    ema_decay=0.999,
+    validate_every=2500,
+    checkpoint_every=2500,
+)
+TRAIN_PRESETS = {
     # Random tiny SD UNet/VAE and SDXL-like discriminator, random-VGG DISTS: CPU, seconds per step.
     "tiny": lambda: _d3sr_run(
         D3SRConfig(
             generator=SDOneStepConfig(base="tiny", lora=TINY_LORA, vae_tile=0),
-            discriminator=DiffusionDiscriminatorConfig(backbone="tiny", lora=LoraSettings(4, 4.0, DISC_TARGETS), head_hidden=32),
+            discriminator=DiffusionDiscriminatorConfig(
+                backbone="tiny-sdxl", lora=LoraSettings(4, 4.0, DISC_TARGETS), head_hidden=32
+            ),
             losses=D3SRLosses(dists_weights="random"),
         ),
-        dict(degradation="realesrgan", gt_size=64, crop_pad_size=80, val_size=64, val_count=2, cache_images=True),
-        dict(max_steps=20, batch_size=2, lr=1e-4, ema_decay=0.99, validate_every=0, checkpoint_every=10, log_every=1, sample_images=2),
+        dict(
+            degradation="realesrgan",
+            gt_size=64,
+            crop_pad_size=80,
+            val_size=64,
+            val_count=2,
+            cache_images=True,
+        ),
+        dict(
+            max_steps=20,
+            batch_size=2,
+            lr=1e-4,
+            ema_decay=0.99,
+            validate_every=0,
+            checkpoint_every=10,
+            log_every=1,
+            sample_images=2,
+        ),
     ),
-    # The paper's setting as we read it: SD-Turbo generator, SDXL-base discriminator (see docs/methods/d3sr.md).
+    # The paper's setting as we read it: SD-Turbo generator, SDXL-base discriminator (docs/methods/d3sr.md).
     "sd-turbo": lambda: _d3sr_run(D3SRConfig(frozen_dtype="bf16"), FULL_DATA, FULL_TRAIN),
     # The smaller option: SD 2.1-base for both the generator and the discriminator.
     "sd21": lambda: _d3sr_run(
-        D3SRConfig(generator=SDOneStepConfig(base="sd-2-1-base"), discriminator=DiffusionDiscriminatorConfig(backbone="sd-2-1-base"),
-                   frozen_dtype="bf16"),
+        D3SRConfig(
+            generator=SDOneStepConfig(base="sd-2-1-base"),
+            discriminator=DiffusionDiscriminatorConfig(backbone="sd-2-1-base"),
+            frozen_dtype="bf16",
+        ),
         FULL_DATA,
         FULL_TRAIN,
     ),
 }
 
 
-class D3SR(Method):
-    name = "d3sr"
-    summary = "D3SR: one-step SD (LoRA) trained against a large-scale diffusion discriminator, MSE + EA-DISTS"
-    default_model = None  # the authors published no weights
-    card_methods = ("d3sr",)
-    config_class = D3SRConfig
-    presets = PRESETS
-    default_preset = "sd-turbo"
-
-    @classmethod
-    def build_default(cls, scale=None):
+class D3SRMethod(Method):
+    def build_default(self, scale=None):
         raise WeightsNotFoundError(
             "D3SR has no released weights (the authors published none). Train one with "
             "`sr1step train --method d3sr` and pass its export folder with --weights."
         )
 
-    @classmethod
-    def from_folder(cls, folder: Path) -> SDOneStepGenerator:
-        from ..config import from_dict
+    def from_folder(self, folder: Path) -> SDOneStepGenerator:
+        return SDOneStepGenerator.from_folder(folder)
 
-        config = read_folder_config(folder)
-        if config.get("format") != FORMAT:
-            raise ValueError(f"{folder} is not an SD one-step weight folder (format {config.get('format')!r})")
-        return SDOneStepGenerator.from_folder(folder, from_dict(SDOneStepConfig, config["generator"]))
-
-    @classmethod
-    def build_recipe(cls, run: RunConfig) -> Recipe:
+    def build_recipe(self, run: RunConfig) -> Recipe:
         return D3SRRecipe(run)
+
+
+D3SR = D3SRMethod(
+    "d3sr",
+    "D3SR: one-step SD (LoRA) trained against a large-scale diffusion discriminator, MSE + EA-DISTS",
+    published_as="D3SR",
+    config_class=D3SRConfig,
+    presets=TRAIN_PRESETS,
+    default_preset="sd-turbo",
+)
 
 
 def parameter_report(cfg: D3SRConfig) -> dict[str, int]:
@@ -244,18 +259,30 @@ def parameter_report(cfg: D3SRConfig) -> dict[str, int]:
 
     from ..nets import sd_configs as sc
 
-    unets = {"sd-turbo": sc.SD21_UNET, "sd-2-1-base": sc.SD21_UNET, "sdxl-base": sc.SDXL_UNET, "tiny": sc.TINY_UNET}
-    vaes = {"sd-turbo": sc.SD_VAE, "sd-2-1-base": sc.SD_VAE, "tiny": sc.TINY_VAE}
-    disc_unets = {**unets, "tiny": sc.TINY_SDXL_UNET}
+    unets = {
+        "sd-turbo": sc.SD21_UNET,
+        "sd-2-1-base": sc.SD21_UNET,
+        "sdxl-base": sc.SDXL_UNET,
+        "tiny": sc.TINY_SD_UNET,
+    }
+    vaes = {"sd-turbo": sc.SD_VAE, "sd-2-1-base": sc.SD_VAE, "tiny": sc.TINY_SD_VAE}
+    disc_unets = {**unets, "tiny-sdxl": sc.TINY_SDXL_UNET}
     g, d = cfg.generator, cfg.discriminator
     if g.base not in unets or d.backbone not in disc_unets:
-        raise ValueError("parameter_report knows the sd-turbo, sd-2-1-base, sdxl-base and tiny configs only")
+        raise ValueError(
+            "parameter_report knows the sd-turbo, sd-2-1-base, sdxl-base, tiny and tiny-sdxl configs only"
+        )
     with torch.device("meta"):  # counts without allocating weights
         unet, vae = UNet2DConditionModel(**unets[g.base]), AutoencoderKL(**vaes[g.base])
-        counts = {"generator_unet": sum(p.numel() for p in unet.parameters()), "generator_vae": sum(p.numel() for p in vae.parameters())}
+        counts = {
+            "generator_unet": sum(p.numel() for p in unet.parameters()),
+            "generator_vae": sum(p.numel() for p in vae.parameters()),
+        }
         add_unet_lora(unet, g.lora)
         counts["generator_lora"] = sum(p.numel() for n, p in unet.named_parameters() if "lora_" in n)
-        disc = DiffusionDiscriminator(d, UNet2DConditionModel(**disc_unets[d.backbone]), dict(sc.SD_SCHEDULER))
+        disc = DiffusionDiscriminator(
+            d, UNet2DConditionModel(**disc_unets[d.backbone]), dict(sc.SD_SCHEDULER)
+        )
     counts["generator_total"] = counts["generator_unet"] + counts["generator_vae"] + counts["generator_lora"]
     counts["discriminator_trainable"] = sum(p.numel() for p in disc.parameters() if p.requires_grad)
     counts["discriminator_backbone"] = sum(p.numel() for p in disc.parameters() if not p.requires_grad)

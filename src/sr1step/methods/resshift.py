@@ -1,7 +1,11 @@
-"""ResShift (multi-step) and SinSR (one step): the ResShift family as upscale methods.
+"""The ResShift family: ResShift (multi-step), SinSR, RSD and TAD-SR (one step) as upscale methods.
 
-Network presets name the official configurations; official ``.pth`` files load directly (keys
-checked with ``strict=True``) or are converted once with ``sr1step models convert``.
+One method class parameterised by data: the members differ only in their name, default model,
+published row and whether they run the single prediction at t = T-1. Which network a weight
+file holds (step count, an RSD noise input channel) comes from the card, the folder's
+config.json, or the checkpoint itself. ``NETWORKS`` names the official configurations; official
+``.pth`` files load directly (keys checked with ``strict=True``) or convert once with
+``sr1step models convert``.
 """
 
 from __future__ import annotations
@@ -15,71 +19,96 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..config import apply_overrides, unknown_name_error
 from ..diffusion.resshift import ResShiftScheduleConfig
-from ..config import apply_overrides, from_dict, unknown_name_error
-from ..generators.resshift import FORMAT, ResShiftConfig, ResShiftGenerator
+from ..generators.resshift import ResShiftConfig, ResShiftGenerator
 from ..hub import ModelCard, WeightsNotFoundError, converted_dir, download_card, get_card
 from ..nets.autoencoders import AutoencoderConfig, convert_ldm_vq_state_dict
 from ..nets.resshift_unet import ResShiftUNetConfig, load_official_state
 from ..training.config import DataConfig, RunConfig, TrainConfig
+from ..training.recipe import Recipe
 from ..weights import load_state_dict
-from .base import Method, Recipe, read_folder_config
+from .base import Method
 
 VQ_CARD = "resshift-vq-f4"
 
 # A 0.8M-parameter UNet for CPU tests and demos.
-TINY_UNET = ResShiftUNetConfig(
-    image_size=16, model_channels=32, num_res_blocks=(1, 1), attention_resolutions=(16, 8), channel_mult=(1, 2),
-    num_head_channels=16, swin_embed_dim=32, window_size=4, mlp_ratio=2.0, lq_size=16,
+TINY_RESSHIFT_UNET = ResShiftUNetConfig(
+    image_size=16,
+    model_channels=32,
+    num_res_blocks=(1, 1),
+    attention_resolutions=(16, 8),
+    channel_mult=(1, 2),
+    num_head_channels=16,
+    swin_embed_dim=32,
+    window_size=4,
+    mlp_ratio=2.0,
+    lq_size=16,
 )
 
-# Official configurations (configs/*.yaml of zsyOAOA/ResShift) and tiny test networks.
-PRESETS: dict[str, ResShiftConfig] = {
+# Network configurations: the official ones (configs/*.yaml of zsyOAOA/ResShift) and tiny test networks.
+NETWORKS: dict[str, ResShiftConfig] = {
     # realsr_swinunet_realesrgan256.yaml (v1, v2): 15 steps, sqrt(eta_1) = 0.02
     "realsr-v1": ResShiftConfig(schedule=ResShiftScheduleConfig(steps=15, min_noise_level=0.04)),
     # realsr_swinunet_realesrgan256_journal.yaml (v3) and bicx4_swinunet_lpips.yaml: 4 steps
     "realsr-v3": ResShiftConfig(schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2)),
     # A tiny pixel-space network (no autoencoder) for CPU tests and demos.
     "tiny": ResShiftConfig(
-        unet=TINY_UNET,
+        unet=TINY_RESSHIFT_UNET,
         # residual parameterisation: the tiny net starts at bicubic and learns details in minutes
         schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2, latent=False, predict="residual"),
         autoencoder=AutoencoderConfig(kind="pixel"),
     ),
     # The same tiny UNet on a tiny VQ-f4 (the production latent path).
     "tiny-vq": ResShiftConfig(
-        unet=TINY_UNET,
+        unet=TINY_RESSHIFT_UNET,
         schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2),
         autoencoder=AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, n_embed=256, tile=64),
     ),
 }
 
 
-def preset_config(name: str) -> ResShiftConfig:
-    if name not in PRESETS:
-        raise unknown_name_error("ResShift preset", name, list(PRESETS))
-    return PRESETS[name]
+def network_config(name: str) -> ResShiftConfig:
+    if name not in NETWORKS:
+        raise unknown_name_error("ResShift network", name, list(NETWORKS))
+    return NETWORKS[name]
 
 
-def guess_preset(path: Path) -> str:
-    """Official file names carry the step count (``_s15_`` / ``_s4``); SinSR files are 15-step."""
+def guess_network(path: Path) -> str:
+    """Official file names carry the step count (``_s15_`` / ``_s4``); SinSR, RSD and TAD-SR
+    files are v1 (15-step) students."""
     m = re.search(r"_s(\d+)", path.name)
     if m and int(m[1]) == 4:
         return "realsr-v3"
     return "realsr-v1"
 
 
-def generator_from_official(
-    unet_path: Path, vq_path: Path | None, cfg: ResShiftConfig
-) -> ResShiftGenerator:
-    """Build a generator from official ``.pth`` files (loaded with ``weights_only=True``)."""
+def with_noise_input(cfg: ResShiftConfig, channels: int) -> ResShiftConfig:
+    """The network with ``channels`` extra N(0, I) input channels (RSD's student takes one)."""
+    if channels not in (0, 1):
+        raise ValueError(f"a ResShift-family network takes 0 or 1 noise input channels, not {channels}")
+    unet = dataclasses.replace(cfg.unet, extra_in_channels=channels)
+    return dataclasses.replace(cfg, unet=unet, noise_input=channels == 1)
+
+
+def generator_from_official(unet_path: Path, vq_path: Path | None, cfg: ResShiftConfig) -> ResShiftGenerator:
+    """Build a generator from official ``.pth`` files (loaded with ``weights_only=True``). The
+    number of input channels of the checkpoint's first conv decides whether the network has a
+    noise input (RSD's released student does), whatever ``cfg`` says."""
+    state = load_state_dict(unet_path)
+    first = state.get("input_blocks.0.0.weight")
+    if first is not None:
+        u = cfg.unet
+        cfg = with_noise_input(cfg, first.shape[1] - u.in_channels - u.lq_channels)
     gen = ResShiftGenerator(cfg)
-    load_official_state(gen.unet, load_state_dict(unet_path))
+    load_official_state(gen.unet, state)
     if gen.autoencoder.vq is not None:
         if vq_path is None:
             raise WeightsNotFoundError("this model needs the VQ-f4 autoencoder (model resshift-vq-f4)")
         levels = len(cfg.autoencoder.ch_mult)
-        gen.autoencoder.vq.load_state_dict(convert_ldm_vq_state_dict(load_state_dict(vq_path), levels), strict=True)
+        gen.autoencoder.vq.load_state_dict(
+            convert_ldm_vq_state_dict(load_state_dict(vq_path), levels), strict=True
+        )
     return gen.eval()
 
 
@@ -96,16 +125,10 @@ def _card_file(name: str) -> Path:
 
 
 def card_config(card: ModelCard) -> ResShiftConfig:
-    cfg = preset_config(card.preset or "realsr-v1")
+    cfg = network_config(card.preset or "realsr-v1")
     if card.params:
         cfg = apply_overrides(cfg, card.params)
     return cfg
-
-
-def convert_resshift_card(card: ModelCard, files: dict[str, Path], out: Path) -> None:
-    """Converter for ResShift-family cards: official UNet + VQ files -> an sr1step folder."""
-    gen = generator_from_official(files[card.files[0]], _vq_file(card), card_config(card))
-    gen.save_folder(out, card.method, {"source": card.source_url, "license": card.license, "model": card.name})
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -115,7 +138,7 @@ def convert_resshift_card(card: ModelCard, files: dict[str, Path], out: Path) ->
 class ResShiftTraining:
     """The [model] section of a ResShift training run."""
 
-    network: ResShiftConfig = PRESETS["realsr-v3"]
+    network: ResShiftConfig = NETWORKS["realsr-v3"]
     autoencoder_weights: str = VQ_CARD  # model card, file, or "random" (smoke tests only)
     init_weights: str = ""  # start from a ResShift model (card, folder or file) instead of scratch
     lpips_weight: float = 0.0  # v3/bicsr: 1.0, LPIPS(VGG) on the decoded x0 prediction
@@ -129,10 +152,12 @@ class ResShiftRecipe(Recipe):
         super().__init__()
         cfg: ResShiftTraining = run.model
         if run.data.scale != cfg.network.scale:
-            raise ValueError(f"data.scale ({run.data.scale}) must equal the network scale ({cfg.network.scale})")
+            raise ValueError(
+                f"data.scale ({run.data.scale}) must equal the network scale ({cfg.network.scale})"
+            )
         self.gen = ResShiftGenerator(dataclasses.replace(cfg.network, steps=None))
         if cfg.init_weights:
-            self.gen.load_state_dict(ResShift.load_generator(cfg.init_weights).state_dict())
+            self.gen.load_state_dict(RESSHIFT.load_generator(cfg.init_weights).state_dict())
         else:
             if self.gen.autoencoder.vq is not None and cfg.autoencoder_weights != "random":
                 state = load_state_dict(_weights_file(cfg.autoencoder_weights))
@@ -185,9 +210,6 @@ class ResShiftRecipe(Recipe):
     def generator(self):
         return self.gen
 
-    def export(self, folder, extra):
-        return self.gen.save_folder(folder, "resshift", extra)
-
 
 def _weights_file(spec: str) -> Path:
     path = Path(spec).expanduser()
@@ -197,7 +219,7 @@ def _weights_file(spec: str) -> Path:
 def _resshift_run(network: str, model: dict, data: dict, train: dict) -> RunConfig:
     return RunConfig(
         "resshift",
-        ResShiftTraining(network=PRESETS[network], **model),
+        ResShiftTraining(network=NETWORKS[network], **model),
         DataConfig(**data),
         TrainConfig(**train),
     )
@@ -209,24 +231,59 @@ TRAIN_PRESETS = {
     "tiny": lambda: _resshift_run(
         "tiny",
         {},
-        dict(degradation="bicubic", gt_size=64, crop_pad_size=64, val_size=64, val_count=8, cache_images=True),
-        dict(max_steps=3000, batch_size=8, lr=1e-3, warmup_steps=20, ema_decay=0.99,
-             validate_every=500, checkpoint_every=500, log_every=10, device="auto", sample_images=4),
+        dict(
+            degradation="bicubic", gt_size=64, crop_pad_size=64, val_size=64, val_count=8, cache_images=True
+        ),
+        dict(
+            max_steps=3000,
+            batch_size=8,
+            lr=1e-3,
+            warmup_steps=20,
+            ema_decay=0.99,
+            validate_every=500,
+            checkpoint_every=500,
+            log_every=10,
+            device="auto",
+            sample_images=4,
+        ),
     ),
     # The same on a tiny random VQ-f4: exercises the latent path (not meant to learn much).
     "tiny-vq": lambda: _resshift_run(
         "tiny-vq",
         {"autoencoder_weights": "random"},
-        dict(degradation="realesrgan", gt_size=64, crop_pad_size=80, val_size=64, val_count=4, cache_images=True),
-        dict(max_steps=50, batch_size=4, lr=2e-4, ema_decay=0.99, validate_every=0, checkpoint_every=50, sample_images=2),
+        dict(
+            degradation="realesrgan",
+            gt_size=64,
+            crop_pad_size=80,
+            val_size=64,
+            val_count=4,
+            cache_images=True,
+        ),
+        dict(
+            max_steps=50,
+            batch_size=4,
+            lr=2e-4,
+            ema_decay=0.99,
+            validate_every=0,
+            checkpoint_every=50,
+            sample_images=2,
+        ),
     ),
     # NeurIPS v1 (configs/realsr_swinunet_realesrgan256.yaml): 8 GPUs x 8; one GPU: train.grad_accum = 8.
     "realsr-v1": lambda: _resshift_run(
         "realsr-v1",
         {},
         dict(degradation="realesrgan", gt_size=256, crop_pad_size=300, val_size=256),
-        dict(max_steps=300_000, batch_size=8, lr=5e-5, warmup_steps=5000, ema_decay=0.999, mixed_precision="fp16",
-             validate_every=10_000, checkpoint_every=10_000),
+        dict(
+            max_steps=300_000,
+            batch_size=8,
+            lr=5e-5,
+            warmup_steps=5000,
+            ema_decay=0.999,
+            mixed_precision="fp16",
+            validate_every=10_000,
+            checkpoint_every=10_000,
+        ),
     ),
     # Journal v3 (configs/realsr_swinunet_realesrgan256_journal.yaml): MSE + LPIPS, cosine after warm-up,
     # total batch 96 (8 GPUs x 12).
@@ -234,57 +291,51 @@ TRAIN_PRESETS = {
         "realsr-v3",
         {"lpips_weight": 1.0},
         dict(degradation="realesrgan", gt_size=256, crop_pad_size=300, val_size=256),
-        dict(max_steps=400_000, batch_size=12, lr=5e-5, warmup_steps=5000, lr_schedule="cosine", ema_decay=0.999,
-             mixed_precision="fp16", validate_every=10_000, checkpoint_every=10_000),
+        dict(
+            max_steps=400_000,
+            batch_size=12,
+            lr=5e-5,
+            warmup_steps=5000,
+            lr_schedule="cosine",
+            ema_decay=0.999,
+            mixed_precision="fp16",
+            validate_every=10_000,
+            checkpoint_every=10_000,
+        ),
     ),
 }
 
 
-class ResShift(Method):
-    name = "resshift"
-    summary = "ResShift (NeurIPS 2023 / TPAMI 2024): residual-shifting diffusion, 4 or 15 steps"
-    default_model = "resshift-realsr-x4-v3"
-    card_methods = ("resshift",)
-    multistep = True
-    one_step = False
-    config_class = ResShiftTraining
-    presets = TRAIN_PRESETS
-    default_preset = "realsr-v3"
+@dataclass
+class ResShiftFamily(Method):
+    """A member of the ResShift family; ``one_step`` members run only the prediction at t = T-1."""
 
-    @classmethod
-    def build_recipe(cls, run: RunConfig) -> Recipe:
-        return ResShiftRecipe(run)
+    one_step: bool = False
 
-    @classmethod
-    def configure(cls, cfg: ResShiftConfig) -> ResShiftConfig:
-        """One-step methods always run the single prediction at t = T-1."""
-        return cfg.with_steps(1) if cls.one_step else cfg
+    def configure(self, cfg: ResShiftConfig) -> ResShiftConfig:
+        return cfg.with_steps(1) if self.one_step else cfg
 
-    @classmethod
-    def from_card(cls, card: ModelCard) -> ResShiftGenerator:
+    def from_card(self, card: ModelCard) -> ResShiftGenerator:
         folder = converted_dir(card)
         if (folder / "config.json").is_file():
-            return cls.from_folder(folder)
+            return self.from_folder(folder)
         files = download_card(card)
-        return generator_from_official(files[card.files[0]], _vq_file(card), cls.configure(card_config(card)))
+        return generator_from_official(
+            files[card.files[0]], _vq_file(card), self.configure(card_config(card))
+        )
 
-    @classmethod
-    def from_folder(cls, folder: Path) -> ResShiftGenerator:
-        config = read_folder_config(folder)
-        if config.get("format") != FORMAT:
-            raise ValueError(f"{folder} is not a ResShift-family weight folder (format {config.get('format')!r})")
-        cfg = from_dict(ResShiftConfig, config["generator"])
-        return ResShiftGenerator.from_folder(folder, cls.configure(cfg))
+    def from_folder(self, folder: Path) -> ResShiftGenerator:
+        gen = ResShiftGenerator.from_folder(folder)
+        gen.set_sampling(self.configure(gen.config))
+        return gen
 
-    @classmethod
-    def from_file(cls, path: Path) -> ResShiftGenerator:
+    def from_file(self, path: Path) -> ResShiftGenerator:
         if path.suffix not in (".pth", ".pt", ".ckpt", ".safetensors"):
             raise ValueError(f"{path}: expected an official .pth checkpoint or a weight folder")
-        return generator_from_official(path, _vq_file(), cls.configure(preset_config(guess_preset(path))))
+        return generator_from_official(path, _vq_file(), self.configure(network_config(guess_network(path))))
 
-    @classmethod
-    def with_steps(cls, gen: ResShiftGenerator, steps: int) -> ResShiftGenerator:
-        if cls.one_step:
+    def with_steps(self, gen: ResShiftGenerator, steps: int) -> ResShiftGenerator:
+        if self.one_step:
             return super().with_steps(gen, steps)
         total = gen.config.schedule.steps
         if not 1 <= steps <= total:
@@ -293,33 +344,45 @@ class ResShift(Method):
         gen.set_sampling(dataclasses.replace(gen.config, schedule=schedule, steps=None))
         return gen
 
+    def convert_card(self, card: ModelCard, files: dict[str, Path], out: Path) -> None:
+        gen = generator_from_official(files[card.files[0]], _vq_file(card), card_config(card))
+        gen.save_folder(
+            out, card.method, {"source": card.source_url, "license": card.license, "model": card.name}
+        )
 
-class SinSR(ResShift):
-    name = "sinsr"
-    summary = "SinSR (CVPR 2024): ResShift distilled to one step"
-    default_model = "sinsr-v1"
-    card_methods = ("sinsr",)
-    multistep = False
-    one_step = True
-    config_class = None  # SinSR is trained by distillation, not by this recipe
-    presets = {}
-    default_preset = None
-
-
-class RSDStudent(SinSR):
-    """RSD's released student for inference (its training recipe arrives with the RSD issue):
-    one step at t = T-1, with one extra N(0, I) input channel (``rsd-x4``'s card params)."""
-
-    name = "rsd"
-    summary = "RSD (ICML 2026): ResShift v1 distilled to one step via a fake ResShift (inference)"
-    default_model = "rsd-x4"
-    card_methods = ("rsd",)
+    def build_recipe(self, run: RunConfig) -> Recipe:
+        if not self.trainable:
+            return super().build_recipe(run)
+        return ResShiftRecipe(run)
 
 
-class TADSRStudent(SinSR):
-    """TAD-SR's one-step ResShift student for inference (training arrives with the TAD-SR issue)."""
-
-    name = "tadsr"
-    summary = "TAD-SR: ResShift v1 distilled to one step with time-aware distillation (inference)"
-    default_model = "tadsr-x4"
-    card_methods = ("tadsr",)
+RESSHIFT = ResShiftFamily(
+    "resshift",
+    "ResShift (NeurIPS 2023 / TPAMI 2024): residual-shifting diffusion, 4 or 15 steps",
+    default_model="resshift-realsr-x4-v3",
+    published_as="ResShift-s15",
+    config_class=ResShiftTraining,
+    presets=TRAIN_PRESETS,
+    default_preset="realsr-v3",
+)
+SINSR = ResShiftFamily(
+    "sinsr",
+    "SinSR (CVPR 2024): ResShift distilled to one step",
+    default_model="sinsr-v1",
+    published_as="SinSR-s1",
+    one_step=True,
+)
+# The released students for inference; their distillation recipes arrive with the RSD and TAD-SR issues.
+RSD = ResShiftFamily(
+    "rsd",
+    "RSD (ICML 2026): ResShift v1 distilled to one step via a fake ResShift (noise input channel)",
+    default_model="rsd-x4",
+    published_as="RSD",
+    one_step=True,
+)
+TADSR = ResShiftFamily(
+    "tadsr",
+    "TAD-SR: ResShift v1 distilled to one step with time-aware distillation",
+    default_model="tadsr-x4",
+    one_step=True,
+)

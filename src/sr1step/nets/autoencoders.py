@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..engine import TileInput, tiled_apply
+from ..tiling import TileInput, tiled_apply
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,17 @@ class Autoencoder(nn.Module):
         return self.vq.encode(x).latents
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.vq.decode(z, force_not_quantize=False).sample
+        return self.vq.decode(self.quantize(z), force_not_quantize=True).sample
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """Nearest codebook entries, with the official distance ``z^2 + e^2 - 2 z.e`` (diffusers'
+        ``torch.cdist`` breaks near-ties differently), returned straight-through as the official
+        ``VectorQuantizer2`` does: ``z + (z_q - z)``."""
+        codebook = self.vq.quantize.embedding.weight
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        dist = flat.pow(2).sum(1, keepdim=True) + codebook.pow(2).sum(1) - 2 * flat @ codebook.t()
+        z_q = codebook[dist.argmin(1)].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+        return z + (z_q - z)
 
     def _tiled(self, z_hw: tuple[int, int]) -> bool:
         t = self.config.tile
@@ -91,7 +101,11 @@ class Autoencoder(nn.Module):
         if not self._tiled((x.shape[-2] // f, x.shape[-1] // f)):
             return self._encode(x)
         return tiled_apply(
-            self._encode, [TileInput(x, f)], out_ratio=1, tile=self.config.tile, overlap=self.config.tile_overlap
+            self._encode,
+            [TileInput(x, f)],
+            out_ratio=1,
+            tile=self.config.tile,
+            overlap=self.config.tile_overlap,
         ).to(x.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -100,13 +114,23 @@ class Autoencoder(nn.Module):
         if not self._tiled(z.shape[-2:]):
             return self._decode(z)
         return tiled_apply(
-            self._decode, [TileInput(z, 1)], out_ratio=self.factor, tile=self.config.tile, overlap=self.config.tile_overlap
+            self._decode,
+            [TileInput(z, 1)],
+            out_ratio=self.factor,
+            tile=self.config.tile,
+            overlap=self.config.tile_overlap,
         ).to(z.dtype)
 
 
 # --- official (CompVis ldm) <-> diffusers key layout -------------------------------------------
 
-_RESNET = {"nin_shortcut": "conv_shortcut", "norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2"}
+_RESNET = {
+    "nin_shortcut": "conv_shortcut",
+    "norm1": "norm1",
+    "conv1": "conv1",
+    "norm2": "norm2",
+    "conv2": "conv2",
+}
 _ATTN = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
 
 
@@ -118,7 +142,7 @@ def _map_ldm_key(key: str, levels: int) -> str:
             continue
         rest = key[len(prefix) :]
         if rest.startswith("norm_out."):
-            return f"{side}.conv_norm_out.{rest[len('norm_out.'):]}"
+            return f"{side}.conv_norm_out.{rest[len('norm_out.') :]}"
         m = re.match(r"(down|up)\.(\d+)\.block\.(\d+)\.(\w+)\.(weight|bias)$", rest)
         if m:
             kind, level, block, layer, param = m.groups()
@@ -157,7 +181,9 @@ def convert_ldm_vq_state_dict(state: dict[str, torch.Tensor], levels: int = 3) -
     return out
 
 
-def diffusers_to_ldm_vq_state_dict(state: dict[str, torch.Tensor], levels: int = 3) -> dict[str, torch.Tensor]:
+def diffusers_to_ldm_vq_state_dict(
+    state: dict[str, torch.Tensor], levels: int = 3
+) -> dict[str, torch.Tensor]:
     """The inverse mapping (used to check the converter is a bijection)."""
     inverse: dict[str, str] = {}
     for side in ("encoder", "decoder"):
@@ -165,11 +191,19 @@ def diffusers_to_ldm_vq_state_dict(state: dict[str, torch.Tensor], levels: int =
             for blk in range(4):
                 for old, new in _RESNET.items():
                     for p in ("weight", "bias"):
-                        inverse[f"{side}.down_blocks.{lv}.resnets.{blk}.{new}.{p}"] = f"{side}.down.{lv}.block.{blk}.{old}.{p}"
-                        inverse[f"{side}.up_blocks.{lv}.resnets.{blk}.{new}.{p}"] = f"{side}.up.{levels - 1 - lv}.block.{blk}.{old}.{p}"
+                        inverse[f"{side}.down_blocks.{lv}.resnets.{blk}.{new}.{p}"] = (
+                            f"{side}.down.{lv}.block.{blk}.{old}.{p}"
+                        )
+                        inverse[f"{side}.up_blocks.{lv}.resnets.{blk}.{new}.{p}"] = (
+                            f"{side}.up.{levels - 1 - lv}.block.{blk}.{old}.{p}"
+                        )
             for p in ("weight", "bias"):
-                inverse[f"{side}.down_blocks.{lv}.downsamplers.0.conv.{p}"] = f"{side}.down.{lv}.downsample.conv.{p}"
-                inverse[f"{side}.up_blocks.{lv}.upsamplers.0.conv.{p}"] = f"{side}.up.{levels - 1 - lv}.upsample.conv.{p}"
+                inverse[f"{side}.down_blocks.{lv}.downsamplers.0.conv.{p}"] = (
+                    f"{side}.down.{lv}.downsample.conv.{p}"
+                )
+                inverse[f"{side}.up_blocks.{lv}.upsamplers.0.conv.{p}"] = (
+                    f"{side}.up.{levels - 1 - lv}.upsample.conv.{p}"
+                )
         for p in ("weight", "bias"):
             for i in (0, 1):
                 for old, new in _RESNET.items():

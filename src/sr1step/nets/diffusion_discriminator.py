@@ -22,35 +22,36 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..generators.sd_onestep import LoraSettings, diffusers_root, variant_kwargs
+from .sd_base import LoraSettings, load_sd_unet
 
-DISC_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2", "conv_shortcut", "conv")
+DISC_TARGETS = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "proj_in",
+    "proj_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "conv1",
+    "conv2",
+    "conv_shortcut",
+    "conv",
+)
 
 
 @dataclass(frozen=True)
 class DiffusionDiscriminatorConfig:
-    backbone: str = "sdxl-base"  # model card, diffusers folder with unet/, or "tiny" (random tiny SDXL-like UNet)
-    lora: LoraSettings = field(default_factory=lambda: LoraSettings(rank=16, alpha=16.0, targets=DISC_TARGETS))
+    backbone: str = (
+        "sdxl-base"  # model card, diffusers folder with unet/, or "tiny-sdxl" (random tiny SDXL-like UNet)
+    )
+    lora: LoraSettings = field(
+        default_factory=lambda: LoraSettings(rank=16, alpha=16.0, targets=DISC_TARGETS)
+    )
     head_hidden: int = 512
     t_min: int = 20
     t_max: int = 980
     latent_scale: float = 1.0  # applied to generator latents before noising (see module docstring)
-
-
-def load_backbone(name: str):
-    """(UNet2DConditionModel, scheduler config) of the discriminator backbone."""
-    import json
-
-    from diffusers import UNet2DConditionModel
-
-    from ..nets.sd_configs import SD_SCHEDULER, TINY_SDXL_UNET
-
-    if name == "tiny":
-        return UNet2DConditionModel(**TINY_SDXL_UNET), dict(SD_SCHEDULER)
-    root = diffusers_root(name)
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", local_files_only=True, **variant_kwargs(root / "unet"))
-    sched_path = root / "scheduler" / "scheduler_config.json"
-    return unet, json.loads(sched_path.read_text()) if sched_path.exists() else dict(SD_SCHEDULER)
 
 
 class DiffusionDiscriminator(nn.Module):
@@ -62,7 +63,7 @@ class DiffusionDiscriminator(nn.Module):
         from peft import LoraConfig, inject_adapter_in_model
 
         if unet is None:
-            unet, scheduler_config = load_backbone(cfg.backbone)
+            unet, scheduler_config = load_sd_unet(cfg.backbone)
         self.config = cfg
         # Keep the down blocks and the mid block; drop the decoder half.
         unet.up_blocks = nn.ModuleList()
@@ -70,11 +71,20 @@ class DiffusionDiscriminator(nn.Module):
         unet.conv_act = None
         unet.conv_out = None
         unet.requires_grad_(False)
-        inject_adapter_in_model(LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, init_lora_weights="gaussian",
-                                           target_modules=list(cfg.lora.targets)), unet)
+        inject_adapter_in_model(
+            LoraConfig(
+                r=cfg.lora.rank,
+                lora_alpha=cfg.lora.alpha,
+                init_lora_weights="gaussian",
+                target_modules=list(cfg.lora.targets),
+            ),
+            unet,
+        )
         self.unet = unet
         width = unet.config.block_out_channels[-1]
-        self.head = nn.Sequential(nn.Conv2d(width, cfg.head_hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(cfg.head_hidden, 1, 1))
+        self.head = nn.Sequential(
+            nn.Conv2d(width, cfg.head_hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(cfg.head_hidden, 1, 1)
+        )
         sched = DDPMScheduler.from_config(scheduler_config)
         self.register_buffer("alphas_cumprod", sched.alphas_cumprod.float(), persistent=False)
 
@@ -109,7 +119,9 @@ class DiffusionDiscriminator(nn.Module):
                 h, _ = block(hidden_states=h, temb=emb)
         return unet.mid_block(h, emb, encoder_hidden_states=context)
 
-    def forward(self, latents: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, latents: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Noise the latents (the generator's scaled latents) to step t and score them."""
         latents = latents * self.config.latent_scale
         noise = torch.randn_like(latents) if noise is None else noise

@@ -68,7 +68,9 @@ class GroupNorm32(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # float32 statistics and affine, whatever the model dtype (the official keeps norms fp32)
-        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).type(x.dtype)
+        return F.group_norm(
+            x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps
+        ).type(x.dtype)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -110,16 +112,24 @@ class Upsample(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: int, scale_shift: bool):
+    def __init__(
+        self, channels: int, emb_channels: int, dropout: float, out_channels: int, scale_shift: bool
+    ):
         super().__init__()
         self.scale_shift = scale_shift
-        self.in_layers = nn.Sequential(GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if scale_shift else out_channels))
+        self.in_layers = nn.Sequential(
+            GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+        )
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if scale_shift else out_channels)
+        )
         conv_out = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         nn.init.zeros_(conv_out.weight)
         nn.init.zeros_(conv_out.bias)
         self.out_layers = nn.Sequential(GroupNorm32(out_channels), nn.SiLU(), nn.Dropout(dropout), conv_out)
-        self.skip_connection = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        self.skip_connection = (
+            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x)
@@ -267,7 +277,14 @@ class BasicLayer(nn.Module):
         dim = cfg.swin_embed_dim
         self.patch_embed = PatchProj(channels, dim)
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, resolution, heads, cfg.window_size, 0 if i % 2 == 0 else cfg.window_size // 2, cfg.mlp_ratio)
+            SwinBlock(
+                dim,
+                resolution,
+                heads,
+                cfg.window_size,
+                0 if i % 2 == 0 else cfg.window_size // 2,
+                cfg.mlp_ratio,
+            )
             for i in range(cfg.swin_depth)
         )
         self.patch_unembed = PatchProj(dim, channels)
@@ -280,9 +297,9 @@ class BasicLayer(nn.Module):
 
 
 class ResShiftUNet(nn.Module):
-    """``forward(x, t, lq, extra=None)``: x (B, C, H, W) scaled latent, t (B,) integer step
-    indices, lq (B, 3, H*lq_size/image_size, ...) LR image in [-1, 1], extra (B, extra_in_channels,
-    H, W) or None. Returns the x0 prediction (B, out_channels, H, W)."""
+    """``forward(x, t, lq, noise=None)``: x (B, C, H, W) scaled latent, t (B,) integer step
+    indices, lq (B, 3, H*lq_size/image_size, ...) LR image in [-1, 1], noise (B, extra_in_channels,
+    H, W) or None (RSD's noise input). Returns the x0 prediction (B, out_channels, H, W)."""
 
     def __init__(self, cfg: ResShiftUNetConfig):
         super().__init__()
@@ -318,7 +335,9 @@ class ResShiftUNet(nn.Module):
                 self.input_blocks.append(TimestepSequential(*layers))
                 skips.append(ch)
             if level != len(cfg.channel_mult) - 1:
-                self.input_blocks.append(TimestepSequential(Downsample(ch) if cfg.conv_resample else nn.AvgPool2d(2)))
+                self.input_blocks.append(
+                    TimestepSequential(Downsample(ch) if cfg.conv_resample else nn.AvgPool2d(2))
+                )
                 skips.append(ch)
                 ds //= 2
 
@@ -336,7 +355,9 @@ class ResShiftUNet(nn.Module):
                     ds *= 2
                 self.output_blocks.append(TimestepSequential(*layers))
 
-        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(mc * cfg.channel_mult[0], cfg.out_channels, 3, padding=1))
+        self.out = nn.Sequential(
+            GroupNorm32(ch), nn.SiLU(), nn.Conv2d(mc * cfg.channel_mult[0], cfg.out_channels, 3, padding=1)
+        )
         if cfg.extra_in_channels:
             with torch.no_grad():
                 self.input_blocks[0][0].weight[:, -cfg.extra_in_channels :].zero_()
@@ -350,13 +371,17 @@ class ResShiftUNet(nn.Module):
         """Recompute block activations in the backward pass (the diffusers method name)."""
         self.gradient_checkpointing = True
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(self.time_embed[0].weight.dtype))
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        emb = self.time_embed(
+            timestep_embedding(t, self.config.model_channels).to(self.time_embed[0].weight.dtype)
+        )
         parts = [x, self.feature_extractor(lq.type(x.dtype))]
         if self.config.extra_in_channels:
-            if extra is None:
-                raise ValueError("this network takes an extra (noise) input")
-            parts.append(extra.type(x.dtype))
+            if noise is None:
+                raise ValueError("this network takes a noise input (extra_in_channels > 0)")
+            parts.append(noise.type(x.dtype))
         h = torch.cat(parts, dim=1)
         hs = []
         for block in self.input_blocks:

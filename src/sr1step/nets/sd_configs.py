@@ -52,10 +52,17 @@ SDXL_UNET = dict(
 SDXL_VAE_SCALING = 0.13025
 
 # SD 2.x scaled-linear betas (0.00085 -> 0.012, 1000 steps), epsilon prediction.
-SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False)
+SD_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="epsilon",
+    clip_sample=False,
+)
 
 # Tiny versions: the same architectures, shrunk so a CPU runs them in milliseconds.
-TINY_UNET = {
+TINY_SD_UNET = {
     **SD21_UNET,
     "sample_size": 8,
     "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -67,7 +74,13 @@ TINY_UNET = {
     "norm_num_groups": 16,
 }
 
-TINY_VAE = {**SD_VAE, "block_out_channels": (16, 16, 32, 32), "layers_per_block": 1, "norm_num_groups": 8, "sample_size": 64}
+TINY_SD_VAE = {
+    **SD_VAE,
+    "block_out_channels": (16, 16, 32, 32),
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+    "sample_size": 64,
+}
 
 TINY_SDXL_UNET = {
     **SDXL_UNET,

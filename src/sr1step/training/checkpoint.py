@@ -21,6 +21,30 @@ from ..weights import load_state_dict, save_safetensors
 PREFIX = "checkpoint-"
 
 
+def process_file(rank: int, staged: bool = False) -> str:
+    """Name of a process's own state file (its pair pool): staged beside the checkpoints, then
+    moved into the checkpoint by ``save_checkpoint``."""
+    return f"{'.' if staged else ''}pool-rank{rank}.pt"
+
+
+def stage_process_state(root: Path, rank: int, state: dict) -> None:
+    """Every process writes its own state beside the checkpoints (atomically)."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / process_file(rank, staged=True)
+    tmp = final.with_name(final.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, final)
+
+
+def staged_process_files(root: Path) -> list[Path]:
+    return sorted(root.glob(".pool-rank*.pt"))
+
+
+def load_process_state(checkpoint: Path, rank: int) -> dict | None:
+    path = checkpoint / process_file(rank)
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
 def trainable_state(net) -> dict:
     names = {n for n, p in net.named_parameters() if p.requires_grad}
     return {k: v for k, v in net.state_dict().items() if k in names}
@@ -29,12 +53,24 @@ def trainable_state(net) -> dict:
 def _checkpoints(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()]
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()
+    ]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def save_checkpoint(
-    root: Path, step: int, networks: dict, optimizers: dict, schedulers: dict, ema, keep: int, meta: dict, extra_files: Sequence[Path] = ()
+    root: Path,
+    step: int,
+    networks: dict,
+    optimizers: dict,
+    schedulers: dict,
+    ema,
+    keep: int,
+    meta: dict,
+    extra_files: Sequence[Path] = (),
 ) -> Path:
     """``extra_files`` (state each process staged beside the checkpoints) are moved into it."""
     root.mkdir(parents=True, exist_ok=True)
@@ -78,7 +114,9 @@ def load_checkpoint(path: Path, networks: dict, optimizers: dict, schedulers: di
         expected = set(trainable_state(net))
         if set(state) != expected:
             extra, missing = sorted(set(state) - expected)[:3], sorted(expected - set(state))[:3]
-            raise ValueError(f"{path}: network {name!r} does not match this run (unexpected {extra}, missing {missing})")
+            raise ValueError(
+                f"{path}: network {name!r} does not match this run (unexpected {extra}, missing {missing})"
+            )
         net.load_state_dict(state, strict=False)
     opt_states = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
     for name, opt in optimizers.items():

@@ -25,7 +25,9 @@ class DataConfig:
     crop_pad_size: int = 300  # HR crop before degradation (blur borders), then a gt_size crop
     degradation: Literal["realesrgan", "bicubic"] = "realesrgan"
     realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
-    pool_batches: int = 10  # Real-ESRGAN pair pool of pool_batches x batch_size pairs (realesrgan only; 0 = off)
+    pool_batches: int = (
+        10  # Real-ESRGAN pair pool of pool_batches x batch_size pairs (realesrgan only; 0 = off)
+    )
     flip: bool = True
     cache_images: bool = False  # keep decoded training images in memory (small sets)
     num_workers: int = 0
@@ -48,7 +50,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # 0 = no EMA
     gradient_checkpointing: bool = False
     seed: int = 123456
-    device: str = "auto"  # auto | cpu | cuda | mps (accelerate picks the GPU of each process)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (several processes: accelerate picks each GPU)
     log_every: int = 10
     validate_every: int = 500  # 0 = only at the end
     checkpoint_every: int = 500
@@ -64,7 +66,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "model": to_dict(self.model), "data": to_dict(self.data), "train": to_dict(self.train)}
+        return {
+            "method": self.method,
+            "model": to_dict(self.model),
+            "data": to_dict(self.data),
+            "train": to_dict(self.train),
+        }
 
     def to_toml(self) -> str:
         return to_toml(_drop_none(self.to_dict()))
@@ -88,18 +95,25 @@ def run_config_from_dict(data: dict, model_class: type) -> RunConfig:
     )
 
 
-def resolve_run_config(base: RunConfig, model_class: type, file_data: dict | None, overrides: list[str]) -> RunConfig:
-    """preset -> config file -> ``--set`` overrides (each level type-checked)."""
+def resolve_run_config(
+    base: RunConfig,
+    model_class: type,
+    file_data: dict | None,
+    overrides: list[str],
+    values: dict | None = None,
+) -> RunConfig:
+    """preset -> config file -> ``--set`` overrides -> typed ``values`` (each level type-checked)."""
     merged = base.to_dict()
     if file_data:
         if file_data.get("method", base.method) != base.method:
             raise ConfigError(f"the config file is for method {file_data['method']!r}, not {base.method!r}")
         merged = merge(merged, file_data)
     merged = merge(merged, overrides_to_dict(overrides))
+    merged = merge(merged, values or {})
     return run_config_from_dict(merged, model_class)
 
 
 def save_run_config(cfg: RunConfig, path: Path) -> None:
-    from ..imageio import write_atomic
+    from ..files import write_atomic
 
     write_atomic(path, cfg.to_toml().encode())

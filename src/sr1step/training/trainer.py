@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import sys
 import time
@@ -24,17 +23,35 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..data.datasets import HRCrops, PairedSet, StreamSampler, load_paired_folder, resolve_image_list, synthesize_pairs
+from ..data.datasets import (
+    HRCrops,
+    PairedSet,
+    StreamSampler,
+    load_paired_folder,
+    resolve_image_list,
+    synthesize_pairs,
+)
 from ..data.degradations import BicubicDegradation, PairPool, RealESRGANDegradation
-from ..engine import Engine
-from ..methods.base import Batch, Recipe
-from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from ..devices import resolve_device
+from ..engine import Engine, EngineOptions
+from .checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    load_process_state,
+    process_file,
+    save_checkpoint,
+    stage_process_state,
+    staged_process_files,
+)
 from .config import RunConfig, save_run_config
+from .recipe import Batch, Recipe
 
 
 def mix_seed(*keys: int) -> int:
     """A 62-bit seed from integers (stable across runs and platforms)."""
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0] >> 2)
+    return int(
+        np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0] >> 2
+    )
 
 
 @dataclass
@@ -93,7 +110,9 @@ def build_validation_set(run: RunConfig, degrade) -> PairedSet | None:
     if source != "builtin" and (Path(source) / "LR").is_dir():
         return load_paired_folder(source, run.data.scale)
     files = resolve_image_list(source, split="val")
-    return synthesize_pairs(files, degrade, run.data.scale, run.data.val_size, run.data.val_count, seed=run.train.seed)
+    return synthesize_pairs(
+        files, degrade, run.data.scale, run.data.val_size, run.data.val_count, seed=run.train.seed
+    )
 
 
 def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
@@ -109,7 +128,13 @@ def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]
 
 
 class Trainer:
-    def __init__(self, run: RunConfig, recipe_factory: Callable[[RunConfig], Recipe], output: Path, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        run: RunConfig,
+        recipe_factory: Callable[[RunConfig], Recipe],
+        output: Path,
+        log: Callable[[str], None] = print,
+    ):
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
@@ -117,15 +142,16 @@ class Trainer:
         self.output = Path(output)
         self.log = log
         cfg = run.train
-        if cfg.device not in ("auto", "cpu", "cuda", "mps"):
-            raise ValueError(f"unknown training device {cfg.device!r}; use auto, cpu, cuda or mps (cuda:N: use CUDA_VISIBLE_DEVICES)")
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("train.device = cuda, but CUDA is not available here")
+        device = resolve_device(cfg.device)  # the same names and checks as upscale
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # a single process on cuda:N (accelerate uses the current device)
         self.acc = Accelerator(
-            cpu=cfg.device == "cpu",
+            cpu=device.type == "cpu",
             mixed_precision=cfg.mixed_precision,
             log_with="tensorboard",
-            project_config=ProjectConfiguration(project_dir=str(self.output), logging_dir=str(self.output / "logs")),
+            project_config=ProjectConfiguration(
+                project_dir=str(self.output), logging_dir=str(self.output / "logs")
+            ),
         )
         self.device = self.acc.device
         torch.manual_seed(mix_seed(cfg.seed, 0xC0FFEE))  # the same seed gives the same initial weights
@@ -139,11 +165,17 @@ class Trainer:
         for phase in self.recipe.phases:
             params = [p for p in self.nets[phase.network].parameters() if p.requires_grad]
             if not params:
-                raise ValueError(f"phase {phase.name!r}: network {phase.network!r} has no trainable parameters")
-            opt = torch.optim.AdamW(params, lr=self.phase_lr(phase.name), betas=cfg.betas, weight_decay=cfg.weight_decay)
+                raise ValueError(
+                    f"phase {phase.name!r}: network {phase.network!r} has no trainable parameters"
+                )
+            opt = torch.optim.AdamW(
+                params, lr=self.phase_lr(phase.name), betas=cfg.betas, weight_decay=cfg.weight_decay
+            )
             self.optimizers[phase.name] = opt
             # a phase with repeats steps its scheduler that many times per training step
-            schedule = _lr_lambda(cfg.lr_schedule, cfg.warmup_steps * phase.repeats, cfg.max_steps * phase.repeats)
+            schedule = _lr_lambda(
+                cfg.lr_schedule, cfg.warmup_steps * phase.repeats, cfg.max_steps * phase.repeats
+            )
             self.schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         names = list(self.nets)
         prepared = self.acc.prepare(*[self.nets[n] for n in names], *self.optimizers.values())
@@ -157,7 +189,9 @@ class Trainer:
             self.ema = EMAModel(self.ema_params(), decay=cfg.ema_decay)
             self.ema.to(self.device)
         self.degrade = make_degradation(run)
-        self.pool = PairPool(run.data.pool_batches * cfg.batch_size if run.data.degradation == "realesrgan" else 0)
+        self.pool = PairPool(
+            run.data.pool_batches * cfg.batch_size if run.data.degradation == "realesrgan" else 0
+        )
         shared_draws = 1 + sum(p.repeats if p.fresh_batch else p.repeats - 1 for p in self.recipe.phases)
         self.micro_per_step = cfg.grad_accum * shared_draws
         self.step = 0
@@ -170,10 +204,18 @@ class Trainer:
     def _loader(self, start_step: int):
         cfg, data = self.run.train, self.run.data
         files = resolve_image_list(data.train, split="train")
-        crops = HRCrops(files, max(data.crop_pad_size, data.gt_size), seed=cfg.seed, flip=data.flip, cache=data.cache_images)
+        crops = HRCrops(
+            files,
+            max(data.crop_pad_size, data.gt_size),
+            seed=cfg.seed,
+            flip=data.flip,
+            cache=data.cache_images,
+        )
         start = start_step * self.micro_per_step * cfg.batch_size * self.acc.num_processes
         sampler = StreamSampler(start, self.acc.process_index, self.acc.num_processes)
-        loader = DataLoader(crops, batch_size=cfg.batch_size, sampler=sampler, num_workers=data.num_workers, drop_last=True)
+        loader = DataLoader(
+            crops, batch_size=cfg.batch_size, sampler=sampler, num_workers=data.num_workers, drop_last=True
+        )
         return iter(loader)
 
     def _next_batch(self, it, step: int, draw: int) -> Batch:
@@ -227,7 +269,9 @@ class Trainer:
                             loss, parts = self.recipe.loss(phase.name, batch, state)
                         self.acc.backward(loss / len(batches))
                     for k, v in parts.items():
-                        logs[f"{phase.name}/{k}"] = logs.get(f"{phase.name}/{k}", 0.0) + v / len(batches) / phase.repeats
+                        logs[f"{phase.name}/{k}"] = (
+                            logs.get(f"{phase.name}/{k}", 0.0) + v / len(batches) / phase.repeats
+                        )
                 if cfg.grad_clip > 0:
                     self.acc.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg.grad_clip)
                 opt.step()
@@ -268,10 +312,12 @@ class Trainer:
         scores = {"psnr": [], "ssim": [], "psnr_bicubic": [], "ssim_bicubic": []}
         folder = self.output / "samples" / f"step-{step:07d}"
         with self.ema_weights():
-            engine = Engine(self.recipe.generator(), device=self.device, dtype=torch.float32, seed=0)
+            engine = Engine(self.recipe.generator(), EngineOptions(device=str(self.device), dtype="fp32"))
             for i, pair in enumerate(valset.pairs):
                 sr = engine.run(pair.lr[None])
-                bic = F.interpolate(pair.lr[None], scale_factor=self.run.data.scale, mode="bicubic").clamp(0, 1)
+                bic = F.interpolate(pair.lr[None], scale_factor=self.run.data.scale, mode="bicubic").clamp(
+                    0, 1
+                )
                 if pair.hr is not None:
                     hr = pair.hr[None]
                     scores["psnr"].append(psnr(sr, hr).item())
@@ -288,21 +334,13 @@ class Trainer:
     def export(self) -> Path:
         folder = self.output / "export"
         with self.ema_weights():
-            self.recipe.export(folder, {"train_steps": self.step, "method": self.run.method})
+            self.recipe.export(folder, self.run.method, {"train_steps": self.step})
         save_run_config(self.run, folder / "train_config.toml")
         return folder
 
-    def _pool_file(self, staged: bool) -> str:
-        return f"{'.' if staged else ''}pool-rank{self.acc.process_index}.pt"
-
     def stage_pool(self) -> None:
-        """Every process writes its pair pool beside the checkpoints; the main one moves them in."""
         if self.pool.size > 0:
-            root = self.output / "checkpoints"
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = root / (self._pool_file(staged=True) + ".tmp")
-            torch.save(self.pool.state_dict(), tmp)
-            os.replace(tmp, root / self._pool_file(staged=True))
+            stage_process_state(self.output / "checkpoints", self.acc.process_index, self.pool.state_dict())
 
     def checkpoint(self) -> Path:
         root = self.output / "checkpoints"
@@ -315,12 +353,14 @@ class Trainer:
             self.ema,
             keep=self.run.train.keep_checkpoints,
             meta={"method": self.run.method},
-            extra_files=sorted(root.glob(".pool-rank*.pt")),
+            extra_files=staged_process_files(root),
         )
 
     # --- the loop -----------------------------------------------------------------------------------
 
-    def fit(self, resume: str | None = None, on_log: Callable[[int, dict], None] | None = None) -> TrainResult:
+    def fit(
+        self, resume: str | None = None, on_log: Callable[[int, dict], None] | None = None
+    ) -> TrainResult:
         cfg = self.run.train
         main = self.acc.is_main_process
         if main:
@@ -329,14 +369,21 @@ class Trainer:
         if resume:
             path = find_checkpoint(self.output / "checkpoints", resume)
             self.step = load_checkpoint(
-                path, {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()}, self.optimizers, self.schedulers, self.ema
+                path,
+                {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()},
+                self.optimizers,
+                self.schedulers,
+                self.ema,
             )
-            pool_file = path / self._pool_file(staged=False)
-            pool_state = torch.load(pool_file, map_location="cpu", weights_only=True) if pool_file.is_file() else None
+            pool_state = load_process_state(path, self.acc.process_index)
             if pool_state is not None and len(pool_state.get("hr", ())) in (0, self.pool.size):
                 self.pool.load_state_dict(pool_state, self.device)
             elif self.pool.size > 0:
-                self.log(f"no matching {pool_file.name} in the checkpoint (other process count or pool size?): the pair pool starts empty")
+                name = process_file(self.acc.process_index)
+                self.log(
+                    f"no matching {name} in the checkpoint (other process count or pool size?): "
+                    "the pair pool starts empty"
+                )
             self.log(f"resumed from {path} at step {self.step}")
         self.acc.init_trackers("sr1step", config=_flat_config(self.run.to_dict()))
         valset = build_validation_set(self.run, self.degrade) if main else None
@@ -359,19 +406,29 @@ class Trainer:
                     if on_log is not None and main:
                         on_log(self.step, logs)
                 final = self.step == cfg.max_steps
-                if main and valset is not None and ((cfg.validate_every and self.step % cfg.validate_every == 0) or final):
+                if (
+                    main
+                    and valset is not None
+                    and ((cfg.validate_every and self.step % cfg.validate_every == 0) or final)
+                ):
                     scores = self.validate(valset, self.step)
                     self.acc.log({f"val/{k}": v for k, v in scores.items()}, step=self.step)
                     result.validations.append({"step": self.step, **scores})
                     self.log(_format_scores(self.step, scores))
-                if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or final or stop.requested:
+                if (
+                    (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+                    or final
+                    or stop.requested
+                ):
                     self.stage_pool()
                     self.acc.wait_for_everyone()
                     if main:
                         self.checkpoint()
                 if stop.requested:
                     result.interrupted = True
-                    self.log(f"interrupted at step {self.step}; checkpoint saved. Continue with --resume latest")
+                    self.log(
+                        f"interrupted at step {self.step}; checkpoint saved. Continue with --resume latest"
+                    )
                     break
         self.acc.wait_for_everyone()
         if main and not result.interrupted:
