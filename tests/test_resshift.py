@@ -418,3 +418,28 @@ def test_generator_folder_roundtrip(tmp_path):
     )
     fewer = RESSHIFT.load_generator(str(tmp_path / "w"), steps=2)
     assert fewer.steps == 2 and fewer.schedule.timesteps == [0, 2]
+
+
+def test_jump_sample_one_step_is_the_posterior_and_gaps_compose():
+    sched = ResShiftSchedule(ResShiftScheduleConfig())
+    g = torch.Generator().manual_seed(0)
+    x0, y, x_t = (torch.randn(3, 3, 4, 4, generator=g) for _ in range(3))
+    t, s = torch.tensor([14, 5, 1]), torch.tensor([13, 4, 0])
+    mean = sched.jump_sample(x_t, x0, y, t, s, torch.zeros_like(x_t))
+    torch.testing.assert_close(mean, sched.posterior_mean(x0, x_t, t), atol=1e-5, rtol=1e-5)
+    std = sched.jump_sample(x_t, x0, y, t, s, torch.ones_like(x_t)) - mean
+    torch.testing.assert_close(
+        std[:, 0, 0, 0] ** 2, sched.posterior_variance[t].float(), atol=1e-6, rtol=1e-4
+    )
+    # Two posterior steps 14 -> 13 -> 12 have the distribution of one jump 14 -> 12 (mean and variance).
+    n = 200_000
+    xt, x0b, yb = (
+        x_t[:1, :1, :1, :1].expand(n, 1, 1, 1),
+        x0[:1, :1, :1, :1].expand(n, 1, 1, 1),
+        y[:1, :1, :1, :1].expand(n, 1, 1, 1),
+    )
+    t14, t13, t12 = (torch.full((n,), k) for k in (14, 13, 12))
+    mid = sched.jump_sample(xt, x0b, yb, t14, t13, torch.randn(n, 1, 1, 1, generator=g))
+    two = sched.jump_sample(mid, x0b, yb, t13, t12, torch.randn(n, 1, 1, 1, generator=g))
+    one = sched.jump_sample(xt, x0b, yb, t14, t12, torch.randn(n, 1, 1, 1, generator=g))
+    assert abs(two.mean() - one.mean()) < 0.01 and abs(two.std() / one.std() - 1) < 0.01

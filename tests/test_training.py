@@ -290,7 +290,8 @@ def test_cli_train_then_upscale(tmp_path):
     "args, message",
     [
         (["train", "--method", "bicubic"], "no training recipe"),
-        (["distill", "--method", "rsd", "--teacher", "resshift"], "(inference only)"),
+        (["distill", "--method", "tadsr", "--teacher", "resshift"], "(inference only)"),
+        (["train", "--method", "rsd"], "sr1step distill"),
         (["train", "--method", "resshift", "--preset", "tinny"], "did you mean 'tiny'"),
         (["distill", "--method", "resshift", "--teacher", "x"], "sr1step train"),
         (["train", "--method", "resshift", "--preset", "tiny", "--set", "train.nope=1"], "unknown key"),

@@ -121,6 +121,25 @@ class ResShiftSchedule:
             + self._at(self.posterior_mean_coef2, t, x_t) * x0
         )
 
+    def jump_sample(
+        self,
+        x_t: torch.Tensor,
+        x0: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """A draw of x_s ~ q(x_s | x_t, x0, y) for s < t (any gap; s = t - 1 is the posterior step).
+
+        With r_t = x_t - x0 - eta_t (y - x0) ~ N(0, kappa^2 eta_t), the forward chain adds
+        independent noise, so r_s | r_t ~ N(eta_s / eta_t r_t, kappa^2 eta_s (eta_t - eta_s) / eta_t).
+        """
+        eta_t, eta_s = self._at(self.etas, t, x_t), self._at(self.etas, s, x_t)
+        r_t = x_t - x0 - eta_t * (y - x0)
+        std = self.kappa * torch.sqrt(eta_s * (eta_t - eta_s) / eta_t)
+        return x0 + eta_s * (y - x0) + eta_s / eta_t * r_t + std * noise
+
     def eps_from_x0(
         self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, x0: torch.Tensor
     ) -> torch.Tensor:

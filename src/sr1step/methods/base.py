@@ -29,7 +29,8 @@ class Method:
     summary: str
     default_model: str | None = None  # model card used when --weights is not given
     published_as: str | None = None  # row of benchmark/published.toml compared with --reference paper
-    # Training (methods without a config class cannot be trained):
+    # Training (methods without a recipe cannot be trained):
+    recipe: Callable[[RunConfig], Recipe] | None = None  # builds the training recipe of a run
     config_class: type | None = None  # the [model] section of a run config
     presets: dict[str, Callable[[], RunConfig]] = field(
         default_factory=dict
@@ -94,10 +95,12 @@ class Method:
 
     @property
     def trainable(self) -> bool:
-        return self.config_class is not None
+        return self.recipe is not None
 
     def build_recipe(self, run: RunConfig) -> Recipe:
-        raise ValueError(f"method {self.name!r} cannot be trained")
+        if self.recipe is None:
+            raise ValueError(f"method {self.name!r} cannot be trained")
+        return self.recipe(run)
 
     def run_config(
         self,

@@ -238,14 +238,12 @@ class D3SRMethod(Method):
     def from_folder(self, folder: Path) -> SDOneStepGenerator:
         return SDOneStepGenerator.from_folder(folder)
 
-    def build_recipe(self, run: RunConfig) -> Recipe:
-        return D3SRRecipe(run)
-
 
 D3SR = D3SRMethod(
     "d3sr",
     "D3SR: one-step SD (LoRA) trained against a large-scale diffusion discriminator, MSE + EA-DISTS",
     published_as="D3SR",
+    recipe=D3SRRecipe,
     config_class=D3SRConfig,
     presets=TRAIN_PRESETS,
     default_preset="sd-turbo",

@@ -19,7 +19,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..config import apply_overrides, unknown_name_error
+from ..config import ConfigError, apply_overrides, unknown_name_error
+from ..contract import WeightFolderError
 from ..diffusion.resshift import ResShiftScheduleConfig
 from ..generators.resshift import ResShiftConfig, ResShiftGenerator
 from ..hub import ModelCard, WeightsNotFoundError, converted_dir, download_card, get_card
@@ -101,7 +102,11 @@ def generator_from_official(unet_path: Path, vq_path: Path | None, cfg: ResShift
         u = cfg.unet
         cfg = with_noise_input(cfg, first.shape[1] - u.in_channels - u.lq_channels)
     gen = ResShiftGenerator(cfg)
-    load_official_state(gen.unet, state)
+    try:
+        load_official_state(gen.unet, state)
+    except RuntimeError as err:  # another network's file
+        first = str(err).splitlines()[0][:300]
+        raise ValueError(f"{unet_path}: not a checkpoint of this ResShift network ({first})") from None
     if gen.autoencoder.vq is not None:
         if vq_path is None:
             raise WeightsNotFoundError("this model needs the VQ-f4 autoencoder (model resshift-vq-f4)")
@@ -122,6 +127,38 @@ def _card_file(name: str) -> Path:
     """The (first) file of a single-file model card, downloaded or found locally."""
     card = get_card(name)
     return download_card(card)[card.files[0]]
+
+
+def load_teacher(spec: str) -> ResShiftGenerator:
+    """A frozen ResShift-family model to distill: a card of any family member, one of our
+    ResShift-family weight folders, or an official checkpoint file."""
+    from ..hub import REPO_SPEC, load_cards, resolve_weights
+
+    path = Path(spec).expanduser()
+    if not spec:
+        raise ConfigError(
+            "distillation needs a teacher: --teacher MODEL (a card name, weight folder or file)"
+        )
+    if spec not in load_cards() and not path.exists() and not REPO_SPEC.match(spec):
+        raise ConfigError(
+            f"teacher {spec!r} does not exist (not a file, a folder, a model name or a Hub repo)"
+        )
+    target = resolve_weights(spec)
+    if isinstance(target, ModelCard):
+        if target.method not in FAMILY:
+            family = ", ".join(FAMILY)
+            raise ConfigError(
+                f"teacher {spec!r} is a {target.method} model, not a ResShift-family one ({family})"
+            )
+        gen = RESSHIFT.from_card(target)
+    elif target.is_dir():
+        try:
+            gen = ResShiftGenerator.from_folder(target)
+        except WeightFolderError as err:
+            raise ConfigError(f"teacher {spec!r} is not a ResShift-family model: {err}") from None
+    else:
+        gen = RESSHIFT.from_file(target)
+    return gen.requires_grad_(False).eval()
 
 
 def card_config(card: ModelCard) -> ResShiftConfig:
@@ -350,17 +387,13 @@ class ResShiftFamily(Method):
             out, card.method, {"source": card.source_url, "license": card.license, "model": card.name}
         )
 
-    def build_recipe(self, run: RunConfig) -> Recipe:
-        if not self.trainable:
-            return super().build_recipe(run)
-        return ResShiftRecipe(run)
-
 
 RESSHIFT = ResShiftFamily(
     "resshift",
     "ResShift (NeurIPS 2023 / TPAMI 2024): residual-shifting diffusion, 4 or 15 steps",
     default_model="resshift-realsr-x4-v3",
     published_as="ResShift-s15",
+    recipe=ResShiftRecipe,
     config_class=ResShiftTraining,
     presets=TRAIN_PRESETS,
     default_preset="realsr-v3",
@@ -372,17 +405,12 @@ SINSR = ResShiftFamily(
     published_as="SinSR-s1",
     one_step=True,
 )
-# The released students for inference; their distillation recipes arrive with the RSD and TAD-SR issues.
-RSD = ResShiftFamily(
-    "rsd",
-    "RSD (ICML 2026): ResShift v1 distilled to one step via a fake ResShift (noise input channel)",
-    default_model="rsd-x4",
-    published_as="RSD",
-    one_step=True,
-)
+# The released TAD-SR student, for inference; RSD (methods/rsd.py) is a family member with a recipe.
 TADSR = ResShiftFamily(
     "tadsr",
     "TAD-SR: ResShift v1 distilled to one step with time-aware distillation",
     default_model="tadsr-x4",
     one_step=True,
 )
+
+FAMILY = ("resshift", "sinsr", "rsd", "tadsr")  # card methods whose files are ResShift networks

@@ -326,6 +326,7 @@ class ResShiftUNet(nn.Module):
         first_in = cfg.in_channels + cfg.lq_channels + cfg.extra_in_channels
         self.input_blocks = nn.ModuleList([TimestepSequential(nn.Conv2d(first_in, ch, 3, padding=1))])
         skips, ds = [ch], cfg.image_size
+        self.level_ends: list[int] = []
         for level, mult in enumerate(cfg.channel_mult):
             for j in range(cfg.num_res_blocks[level]):
                 layers = [res(ch, mc * mult)]
@@ -334,6 +335,7 @@ class ResShiftUNet(nn.Module):
                     layers.append(BasicLayer(ch, cfg, ds))
                 self.input_blocks.append(TimestepSequential(*layers))
                 skips.append(ch)
+            self.level_ends.append(len(skips) - 1)  # index in the input blocks' outputs
             if level != len(cfg.channel_mult) - 1:
                 self.input_blocks.append(
                     TimestepSequential(Downsample(ch) if cfg.conv_resample else nn.AvgPool2d(2))
@@ -371,9 +373,8 @@ class ResShiftUNet(nn.Module):
         """Recompute block activations in the backward pass (the diffusers method name)."""
         self.gradient_checkpointing = True
 
-    def forward(
-        self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, noise: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, noise: torch.Tensor | None):
+        """The UNet's first half: (skip features of every input block, middle output, embedding)."""
         emb = self.time_embed(
             timestep_embedding(t, self.config.model_channels).to(self.time_embed[0].weight.dtype)
         )
@@ -387,10 +388,30 @@ class ResShiftUNet(nn.Module):
         for block in self.input_blocks:
             h = self._run(block, h, emb)
             hs.append(h)
-        h = self._run(self.middle_block, h, emb)
+        return hs, self._run(self.middle_block, h, emb), emb
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        hs, h, emb = self._encode(x, t, lq, noise)
         for block in self.output_blocks:
             h = self._run(block, torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(h)
+
+    def encoder_features(
+        self, x: torch.Tensor, t: torch.Tensor, lq: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Features for discriminators on the encoder (TAD-SR, RSD): the output of each level's
+        last block, then the middle block's. The same computation as ``forward``'s first half; no
+        parameter or buffer is added, so outputs and state-dict keys are unchanged."""
+        hs, h, _ = self._encode(x, t, lq, noise)
+        return [hs[i] for i in self.level_ends] + [h]
+
+    @property
+    def feature_channels(self) -> list[int]:
+        """Channels of ``encoder_features``, in order."""
+        mc, mult = self.config.model_channels, self.config.channel_mult
+        return [mc * m for m in mult] + [mc * mult[-1]]
 
 
 def widen_input_conv(state: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
