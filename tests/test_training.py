@@ -290,7 +290,7 @@ def test_cli_train_then_upscale(tmp_path):
     "args, message",
     [
         (["train", "--method", "bicubic"], "no training recipe"),
-        (["distill", "--method", "tadsr", "--teacher", "resshift"], "(inference only)"),
+        (["distill", "--method", "sinsr", "--teacher", "resshift"], "(inference only)"),
         (["train", "--method", "rsd"], "sr1step distill"),
         (["train", "--method", "resshift", "--preset", "tinny"], "did you mean 'tiny'"),
         (["distill", "--method", "resshift", "--teacher", "x"], "sr1step train"),

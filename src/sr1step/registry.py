@@ -7,8 +7,9 @@ from .methods.base import Method
 from .methods.bicubic import BICUBIC
 from .methods.d3sr import D3SR
 from .methods.osediff import OSEDIFF
-from .methods.resshift import RESSHIFT, SINSR, TADSR
+from .methods.resshift import RESSHIFT, SINSR
 from .methods.rsd import RSD
+from .methods.tadsr import TADSR
 
 METHODS: dict[str, Method] = {m.name: m for m in (BICUBIC, RESSHIFT, SINSR, RSD, TADSR, D3SR, OSEDIFF)}
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..config import ConfigError, apply_overrides, unknown_name_error
 from ..contract import WeightFolderError
@@ -25,9 +26,9 @@ from ..diffusion.resshift import ResShiftScheduleConfig
 from ..generators.resshift import ResShiftConfig, ResShiftGenerator
 from ..hub import ModelCard, WeightsNotFoundError, converted_dir, download_card, get_card
 from ..nets.autoencoders import AutoencoderConfig, convert_ldm_vq_state_dict
-from ..nets.resshift_unet import ResShiftUNetConfig, load_official_state
+from ..nets.resshift_unet import ResShiftUNetConfig, load_official_state, widen_input_conv
 from ..training.config import DataConfig, RunConfig, TrainConfig
-from ..training.recipe import Recipe
+from ..training.recipe import Batch, Recipe
 from ..weights import load_state_dict
 from .base import Method
 
@@ -180,6 +181,62 @@ class ResShiftTraining:
     init_weights: str = ""  # start from a ResShift model (card, folder or file) instead of scratch
     lpips_weight: float = 0.0  # v3/bicsr: 1.0, LPIPS(VGG) on the decoded x0 prediction
     lpips_net: Literal["vgg", "alex"] = "vgg"
+
+
+class ResShiftDistillation(Recipe):
+    """What the ResShift-family distillation recipes share (RSD, TAD-SR): the frozen teacher on
+    its full chain, a one-step student initialised from it (plus ``noise_channels`` zero-weight
+    N(0, I) inputs), the shared frozen autoencoder, and latents of a batch. ``run.model`` has a
+    ``teacher`` field."""
+
+    def __init__(self, run: RunConfig, noise_channels: int = 0):
+        super().__init__()
+        spec = run.model.teacher
+        teacher = load_teacher(spec)
+        if run.data.scale != teacher.scale:
+            raise ConfigError(f"data.scale ({run.data.scale}) must equal the teacher's ({teacher.scale})")
+        if teacher.config.noise_input:
+            raise ConfigError(f"teacher {spec!r} is an RSD student (noise input); use a multi-step model")
+        # Distillation works on the teacher's own, full chain (no respacing).
+        schedule = dataclasses.replace(teacher.config.schedule, sample_steps=None)
+        teacher.set_sampling(dataclasses.replace(teacher.config, schedule=schedule, steps=None))
+        self.teacher_config = teacher.config
+        self.schedule = teacher.schedule
+        self.teacher = teacher.unet.requires_grad_(False).eval()
+        self.student = ResShiftGenerator(with_noise_input(teacher.config, noise_channels).with_steps(1))
+        # New input channels get zero weights: at step 0 the student is the teacher's one-step prediction.
+        state = teacher.unet.state_dict()
+        self.student.unet.load_state_dict(
+            widen_input_conv(state, noise_channels) if noise_channels else state
+        )
+        self.student.autoencoder = teacher.autoencoder.requires_grad_(False).eval()  # shared, frozen
+
+    def generator(self):
+        return self.student
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.teacher, self.student.autoencoder]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for frozen in self.frozen_modules():
+            if frozen is not None:
+                frozen.eval()
+        return self
+
+    def latents(self, batch: Batch):
+        """(z_y: latent of the bicubic-upsampled LR, lq: the UNet's LR input, z0: latent of HR)."""
+        with torch.no_grad():
+            cond = self.student.encode(batch.lr)
+            c = self.student.config.unet.in_channels
+            z0 = self.student.autoencoder.encode(batch.hr * 2 - 1)
+        return cond[:, :c], cond[:, c:], z0
+
+    def x0(self, net, x_t, t, z_y, lq, noise_map=None):
+        """A network's x0 prediction at x_t (its input scaled and its output converted as trained)."""
+        s = self.schedule
+        extra = () if noise_map is None else (noise_map,)
+        return s.x0_from_output(net(s.scale_input(x_t, t), s.model_timesteps(t), lq, *extra), z_y)
 
 
 class ResShiftRecipe(Recipe):
@@ -405,12 +462,6 @@ SINSR = ResShiftFamily(
     published_as="SinSR-s1",
     one_step=True,
 )
-# The released TAD-SR student, for inference; RSD (methods/rsd.py) is a family member with a recipe.
-TADSR = ResShiftFamily(
-    "tadsr",
-    "TAD-SR: ResShift v1 distilled to one step with time-aware distillation",
-    default_model="tadsr-x4",
-    one_step=True,
-)
+# RSD (methods/rsd.py) and TAD-SR (methods/tadsr.py) are family members with distillation recipes.
 
 FAMILY = ("resshift", "sinsr", "rsd", "tadsr")  # card methods whose files are ResShift networks

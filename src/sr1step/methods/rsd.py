@@ -18,7 +18,6 @@ predictions at z_s ~ q(z_s | z_tn, x0), s < t_n, normalised per sample (SiD/DMD)
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,12 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from ..generators.resshift import ResShiftGenerator
 from ..losses import d_loss, g_loss
-from ..nets.resshift_unet import GroupNorm32, ResShiftUNet, widen_input_conv
+from ..nets.resshift_unet import GroupNorm32, ResShiftUNet
 from ..training.config import DataConfig, RunConfig, TrainConfig
-from ..training.recipe import Batch, Phase, Recipe
-from .resshift import ResShiftFamily, load_teacher, with_noise_input
+from ..training.recipe import Phase
+from .resshift import ResShiftDistillation, ResShiftFamily
 
 
 @dataclass(frozen=True)
@@ -80,41 +78,19 @@ class FakeResShift(nn.Module):
         self.unet.enable_gradient_checkpointing()
 
 
-class RSDRecipe(Recipe):
+class RSDRecipe(ResShiftDistillation):
     def __init__(self, run: RunConfig):
-        super().__init__()
+        super().__init__(run, noise_channels=1)
         cfg: RSDConfig = run.model
-        teacher = load_teacher(cfg.teacher)
-        if run.data.scale != teacher.scale:
-            raise ConfigError(
-                f"data.scale ({run.data.scale}) must equal the teacher's scale ({teacher.scale})"
-            )
-        T = teacher.config.schedule.steps
+        T = self.schedule.num_steps
         if not cfg.nodes or any(not 1 <= n <= T - 1 for n in cfg.nodes):
-            raise ConfigError(
-                f"model.nodes must be teacher-chain indices in 1..{T - 1}, got {list(cfg.nodes)}"
-            )
-        if teacher.config.noise_input:
-            raise ConfigError(
-                f"teacher {cfg.teacher!r} has a noise input (an RSD student); use a multi-step ResShift model"
-            )
+            raise ConfigError(f"model.nodes must be chain indices in 1..{T - 1}, got {list(cfg.nodes)}")
         self.cfg = cfg
-        self.phases = (
-            Phase("fake", "fake", repeats=cfg.fake_steps, fresh_batch=True),
-            Phase("generator", "generator"),
-        )
+        fake_phase = Phase("fake", "fake", repeats=cfg.fake_steps, fresh_batch=True)
+        self.phases = (fake_phase, Phase("generator", "generator"))
         self.phase_lrs = {"fake": cfg.fake_lr} if cfg.fake_lr else {}
-        # Distillation works on the teacher's own, full chain (no respacing).
-        schedule = dataclasses.replace(teacher.config.schedule, sample_steps=None)
-        teacher.set_sampling(dataclasses.replace(teacher.config, schedule=schedule, steps=None))
-        self.schedule = teacher.schedule
-        self.teacher = teacher.unet.requires_grad_(False).eval()
-        self.student = ResShiftGenerator(with_noise_input(teacher.config, 1).with_steps(1))
-        # The new input channel's weights are zero: at step 0 the student is the teacher.
-        self.student.unet.load_state_dict(widen_input_conv(teacher.unet.state_dict(), 1))
-        self.student.autoencoder = teacher.autoencoder.requires_grad_(False).eval()  # shared, frozen
-        fake_unet = ResShiftUNet(teacher.config.unet)
-        fake_unet.load_state_dict(copy.deepcopy(teacher.unet.state_dict()))
+        fake_unet = ResShiftUNet(self.teacher_config.unet)
+        fake_unet.load_state_dict(copy.deepcopy(self.teacher.state_dict()))
         self.fake = FakeResShift(fake_unet, with_head=cfg.gan_weight > 0)
         self.nodes = torch.tensor(cfg.nodes)
         self.perceptual = None
@@ -126,29 +102,8 @@ class RSDRecipe(Recipe):
     def networks(self):
         return {"generator": self.student.unet, "fake": self.fake}
 
-    def generator(self):
-        return self.student
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for frozen in (self.teacher, self.student.autoencoder, self.perceptual):
-            if frozen is not None:
-                frozen.eval()
-        return self
-
-    # --- pieces ---------------------------------------------------------------------------------
-
-    def _latents(self, batch: Batch):
-        with torch.no_grad():
-            cond = self.student.encode(batch.lr)
-            c = self.student.config.unet.in_channels
-            z0 = self.student.autoencoder.encode(batch.hr * 2 - 1)
-        return cond[:, :c], cond[:, c:], z0
-
-    def _x0(self, net, x_t, t, z_y, lq, noise_map=None):
-        s = self.schedule
-        extra = () if noise_map is None else (noise_map,)
-        return s.x0_from_output(net(s.scale_input(x_t, t), s.model_timesteps(t), lq, *extra), z_y)
+    def frozen_modules(self):
+        return [*super().frozen_modules(), self.perceptual]
 
     def _student_inputs(self, z_y, z0):
         """Inputs of the student's two predictions per sample: one step from the prior (inference)
@@ -163,7 +118,7 @@ class RSDRecipe(Recipe):
     def _student(self, net, z_y, lq, z0):
         x, t = self._student_inputs(z_y, z0)
         noise_map = torch.randn(x.shape[0], 1, *x.shape[-2:], device=x.device, dtype=x.dtype)
-        x0 = self._x0(net, x, t, torch.cat([z_y, z_y]), torch.cat([lq, lq]), noise_map)
+        x0 = self.x0(net, x, t, torch.cat([z_y, z_y]), torch.cat([lq, lq]), noise_map)
         b = z_y.shape[0]
         return x0[:b], x0[b:], x[b:], t[b:]
 
@@ -180,7 +135,7 @@ class RSDRecipe(Recipe):
     def _fake_loss(self, batch):
         """ResShift's x0 regression on re-noised student outputs (the fake model learns the
         student's distribution) + the discriminator loss on the fake model's encoder."""
-        z_y, lq, z0 = self._latents(batch)
+        z_y, lq, z0 = self.latents(batch)
         s, b = self.schedule, z_y.shape[0]
         student = self.student.unet
         with torch.no_grad():
@@ -217,8 +172,8 @@ class RSDRecipe(Recipe):
         with torch.no_grad():
             t_s = (torch.rand(t_node.shape, device=t_node.device) * t_node).long()  # U{0..t_n - 1}
             z_s = s.jump_sample(x_node, x0_node.detach(), z_y, t_node, t_s, torch.randn_like(x0_node))
-            f_fake = self._x0(self.fake.unet, z_s, t_s, z_y, lq)
-            f_teacher = self._x0(self.teacher, z_s, t_s, z_y, lq)
+            f_fake = self.x0(self.fake.unet, z_s, t_s, z_y, lq)
+            f_teacher = self.x0(self.teacher, z_s, t_s, z_y, lq)
             grad = f_fake - f_teacher
             if self.cfg.sid_normalization:
                 grad = grad / ((x0_node - f_teacher).abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8)
@@ -226,7 +181,7 @@ class RSDRecipe(Recipe):
 
     def _student_loss(self, batch):
         cfg = self.cfg
-        z_y, lq, z0 = self._latents(batch)
+        z_y, lq, z0 = self.latents(batch)
         x0_one, x0_node, x_node, t_node = self._student(self.wrapped["generator"], z_y, lq, z0)
         logs, loss = {}, x0_one.new_zeros(())
         if cfg.dm_weight:
