@@ -175,3 +175,66 @@ def test_pair_pool_mixes_batches_and_keeps_pairs_aligned():
     assert len(set(seen)) == len(seen) == 18
     with pytest.raises(ValueError, match="multiple of the batch size"):
         PairPool(5)(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2), g)
+
+
+# --- faithfulness to the official data pipeline (BasicSR / ResShift) ---------------------------
+
+
+def reference_poisson_noise(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """BasicSR's generate_poisson_noise_pt for one colour image (H, W, 3) in [0, 1], scale 1."""
+    q = np.clip(np.round(img * 255), 0, 255) / 255
+    vals = 2 ** np.ceil(np.log2(len(np.unique(q))))
+    return rng.poisson(q * vals) / vals - q
+
+
+@pytest.mark.parametrize("size", [64, 300])
+def test_poisson_noise_strength_matches_basicsr(size):
+    img = cv2.resize(natural_image(64, 3), (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    ref_std = reference_poisson_noise(img, np.random.default_rng(0)).std()
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    ours = (
+        add_poisson_noise(x, torch.tensor([1.0]), torch.tensor([False]), torch.Generator().manual_seed(0)) - x
+    )
+    assert 0.03 < ref_std < 0.06  # 8-bit images have at most 256 values: vals <= 256
+    assert ours.std().item() == pytest.approx(ref_std, rel=0.05)
+
+
+def test_noise_is_clipped_to_the_unit_range():
+    deg = RealESRGANDegradation()
+    x = torch.cat([torch.zeros(2, 3, 16, 16), torch.ones(2, 3, 16, 16)])
+    for seed, gauss_p in ((0, 1.0), (1, 0.0)):  # Gaussian, then Poisson
+        g = torch.Generator().manual_seed(seed)
+        out = deg._noise(x, g, torch.Generator().manual_seed(seed), gauss_p, (30.0, 30.0), (3.0, 3.0), 0.0)
+        assert out.min() >= 0 and out.max() <= 1 and (out - x).abs().max() > 0
+
+
+def _support(kernel: torch.Tensor) -> int:
+    rows = (kernel.abs() > 0).any(dim=1).nonzero()
+    return int(rows.max() - rows.min() + 1)
+
+
+def test_kernel_sizes_follow_the_official_ranges():
+    # Wide isotropic Gaussians only: every tap of the support is non-zero, so the support is the size.
+    iso = dict(kernel_list=("iso",), kernel_prob=(1.0,), kernel_list2=("iso",), kernel_prob2=(1.0,))
+    cfg = RealESRGANConfig(
+        sinc_prob=0.0, sinc_prob2=0.0, blur_sigma=(3.0, 3.0), blur_sigma2=(1.5, 1.5), **iso
+    )
+    g = torch.Generator().manual_seed(0)
+    first = {_support(random_kernel(g, cfg)) for _ in range(400)}
+    second = {_support(random_kernel(g, cfg, second=True)) for _ in range(400)}
+    assert first == set(range(3, 20, 2)) and second == set(range(3, 14, 2))
+    assert RealESRGANConfig().kernel_sizes == tuple(range(3, 21, 2))  # range(3, blur_kernel_size=21, 2)
+    assert RealESRGANConfig().kernel_sizes2 == tuple(range(3, 15, 2))  # range(3, blur_kernel_size2=15, 2)
+
+
+@pytest.mark.parametrize("rescale, expected", [(True, 400 / 600), (False, 100 / 600)])
+def test_hr_crops_rescale_the_picture_as_resshift_does(tmp_path, rescale, expected):
+    from sr1step.data.datasets import HRCrops
+    from sr1step.imageio import save_png
+
+    ramp = np.tile(np.linspace(0, 1, 600, dtype=np.float32)[None, :, None], (400, 1, 3))  # value = x / 600
+    save_png(tmp_path / "ramp.png", ramp)
+    crops = HRCrops([tmp_path / "ramp.png"], 100, seed=0, flip=False, rescale=rescale)
+    for i in range(3):
+        row = crops[i][0, 50].numpy()
+        assert row[-1] - row[0] == pytest.approx(expected * 99 / 100, abs=0.02)

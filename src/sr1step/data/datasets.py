@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -94,9 +95,20 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 class HRCrops(Dataset):
     """Random ``crop`` x ``crop`` HR patches (reflect-padded when an image is smaller), with flips.
 
-    ``dataset[i]`` is deterministic in (seed, i) for any integer i >= 0 (an infinite stream)."""
+    ``rescale`` (ResShift's ``rescale_gt``, on in its configs): a random square of side
+    min(h, w) is area-resized to ``crop`` first, so a patch shows the whole picture's scale rather
+    than a native-resolution detail. ``dataset[i]`` is deterministic in (seed, i) for any integer
+    i >= 0 (an infinite stream)."""
 
-    def __init__(self, files: list[Path], crop: int, seed: int = 0, flip: bool = True, cache: bool = False):
+    def __init__(
+        self,
+        files: list[Path],
+        crop: int,
+        seed: int = 0,
+        flip: bool = True,
+        cache: bool = False,
+        rescale: bool = False,
+    ):
         report = scan_images(files)
         for path, reason in report.skipped:
             warnings.warn(f"skipping training image {path}: {reason}", stacklevel=2)
@@ -105,6 +117,7 @@ class HRCrops(Dataset):
         self.files = report.usable
         self.skipped = report.skipped
         self.crop = crop
+        self.rescale = rescale
         self.seed = seed
         self.flip = flip
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
@@ -145,13 +158,16 @@ class HRCrops(Dataset):
         else:
             raise RuntimeError("every training image failed to decode")
         h, w = rgb.shape[:2]
-        if h < self.crop or w < self.crop:
-            ph, pw = max(0, self.crop - h), max(0, self.crop - w)
+        side = max(min(h, w), self.crop) if self.rescale else self.crop
+        if h < side or w < side:
+            ph, pw = max(0, side - h), max(0, side - w)
             rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="reflect" if ph < h and pw < w else "edge")
             h, w = rgb.shape[:2]
-        y = int(rng.integers(0, h - self.crop + 1))
-        x = int(rng.integers(0, w - self.crop + 1))
-        patch = rgb[y : y + self.crop, x : x + self.crop]
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+        patch = rgb[y : y + side, x : x + side]
+        if side != self.crop:
+            patch = cv2.resize(patch, (self.crop, self.crop), interpolation=cv2.INTER_AREA)
         if self.flip and rng.random() < 0.5:
             patch = patch[:, ::-1]
         return to_tensor(patch)

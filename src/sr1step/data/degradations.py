@@ -10,9 +10,12 @@ section 3) with the parameter ranges ResShift, TAD-SR and RSD train with (ResShi
     -> clamp and quantise to 8 bits.
 
 Kernels: isotropic/anisotropic Gaussian, generalized Gaussian, plateau (iso/aniso), and a
-circular-lowpass ("sinc") kernel, sizes 7..21 padded to 21. Every random draw comes from a
-``torch.Generator``, so a seed reproduces a batch exactly. ``BicubicDegradation`` is the plain
-antialiased bicubic downscale.
+circular-lowpass ("sinc") kernel; odd sizes 3..19 for the first blur and 3..13 for the second blur
+and the final sinc (ResShift's ``kernel_range1/2``, from ``blur_kernel_size`` 21 and
+``blur_kernel_size2`` 15), padded to 21. Noise is clipped to [0, 1] after it is added and Poisson
+noise counts the distinct values of the image rounded to 8 bits, as BasicSR does. Every random
+draw comes from a ``torch.Generator``, so a seed reproduces a batch exactly.
+``BicubicDegradation`` is the plain antialiased bicubic downscale.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class RealESRGANConfig:
     """Defaults: ResShift/TAD-SR/RSD training configs (Real-ESRGAN's, with second_order_prob 0.5)."""
 
     scale: int = 4
-    kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)  # Real-ESRGAN kernel_range
+    kernel_sizes: tuple[int, ...] = (3, 5, 7, 9, 11, 13, 15, 17, 19)  # first blur: range(3, 21, 2)
+    kernel_sizes2: tuple[int, ...] = (3, 5, 7, 9, 11, 13)  # second blur and final sinc: range(3, 15, 2)
     kernel_list: tuple[str, ...] = KERNEL_TYPES
     kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
     sinc_prob: float = 0.1
@@ -126,7 +130,7 @@ def pad_kernel(k: torch.Tensor, size: int = 21) -> torch.Tensor:
 
 def random_kernel(g: torch.Generator, cfg: RealESRGANConfig, second: bool = False) -> torch.Tensor:
     """One 21x21 blur kernel drawn as Real-ESRGAN draws them."""
-    size = int(_choice(g, cfg.kernel_sizes))
+    size = int(_choice(g, cfg.kernel_sizes2 if second else cfg.kernel_sizes))
     sinc_p = cfg.sinc_prob2 if second else cfg.sinc_prob
     if _uniform(g, 0, 1) < sinc_p:
         cutoff = _uniform(g, math.pi / 3, math.pi) if size < 13 else _uniform(g, math.pi / 5, math.pi)
@@ -179,15 +183,16 @@ def add_gaussian_noise(
 def add_poisson_noise(
     x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, g: torch.Generator
 ) -> torch.Tensor:
-    """Shot noise: Poisson(img * vals) / vals - img with vals = 2^ceil(log2(#distinct values))."""
+    """Shot noise as BasicSR draws it: on the image rounded to 8 bits, q, Poisson(q * vals) / vals - q
+    with vals = 2^ceil(log2(#distinct values of q)) (at most 256), times ``scale``."""
     b, c, h, w = x.shape
-    x = x.clamp(0, 1)
     luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None] if c == 3 else x
     out = torch.empty_like(x)
     for i in range(b):
         src = luma[i] if bool(gray[i]) else x[i]
-        vals = 2 ** math.ceil(math.log2(max(int(torch.unique(src).numel()), 2)))
-        noise = torch.poisson(src * vals, generator=g) / vals - src
+        q = (src * 255).round().clamp(0, 255) / 255
+        vals = 2 ** math.ceil(math.log2(max(int(torch.unique(q).numel()), 2)))
+        noise = torch.poisson(q * vals, generator=g) / vals - q
         out[i] = x[i] + noise.expand_as(x[i]) * float(scale[i])
     return out
 
@@ -219,8 +224,8 @@ class RealESRGANDegradation:
         gray = torch.rand(b, generator=g) < gray_p
         if _uniform(g, 0, 1) < gauss_p:
             sigma = _uniform(g, *sigma_range, n=b).float() / 255
-            return add_gaussian_noise(x, sigma, gray, dg)
-        return add_poisson_noise(x, _uniform(g, *poisson_range, n=b), gray, dg)
+            return add_gaussian_noise(x, sigma, gray, dg).clamp(0, 1)
+        return add_poisson_noise(x, _uniform(g, *poisson_range, n=b), gray, dg).clamp(0, 1)
 
     def _jpeg(self, x, g, jpeg_range):
         q = _uniform(g, *jpeg_range, n=x.shape[0])
@@ -269,7 +274,7 @@ class RealESRGANDegradation:
 
     def _final_sinc(self, g):
         if _uniform(g, 0, 1) < self.cfg.final_sinc_prob:
-            size = int(_choice(g, self.cfg.kernel_sizes))
+            size = int(_choice(g, self.cfg.kernel_sizes2))
             return pad_kernel(sinc_kernel(size, _uniform(g, math.pi / 3, math.pi)))
         pulse = torch.zeros(21, 21, dtype=torch.float64)
         pulse[10, 10] = 1

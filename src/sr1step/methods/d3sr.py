@@ -201,6 +201,7 @@ TRAIN_PRESETS = {
             val_size=64,
             val_count=2,
             cache_images=True,
+            rescale_gt=False,
         ),
         dict(
             max_steps=20,

@@ -326,7 +326,13 @@ TRAIN_PRESETS = {
         "tiny",
         {},
         dict(
-            degradation="bicubic", gt_size=64, crop_pad_size=64, val_size=64, val_count=8, cache_images=True
+            degradation="bicubic",
+            gt_size=64,
+            crop_pad_size=64,
+            val_size=64,
+            val_count=8,
+            cache_images=True,
+            rescale_gt=False,
         ),
         dict(
             max_steps=3000,
@@ -352,6 +358,7 @@ TRAIN_PRESETS = {
             val_size=64,
             val_count=4,
             cache_images=True,
+            rescale_gt=False,
         ),
         dict(
             max_steps=50,

@@ -233,7 +233,13 @@ TRAIN_PRESETS = {
     "tiny": lambda: _rsd_run(
         RSDConfig(teacher="", nodes=(3, 1), fake_steps=2, perceptual="mse", perceptual_weight=1.0),
         dict(
-            degradation="bicubic", gt_size=64, crop_pad_size=64, val_size=64, val_count=8, cache_images=True
+            degradation="bicubic",
+            gt_size=64,
+            crop_pad_size=64,
+            val_size=64,
+            val_count=8,
+            cache_images=True,
+            rescale_gt=False,
         ),
         dict(
             max_steps=300,

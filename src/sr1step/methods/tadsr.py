@@ -280,7 +280,13 @@ TRAIN_PRESETS = {
     "tiny": lambda: _tadsr_run(
         TADSRConfig(teacher="", hfsd_timesteps=(0,), disc_max_timestep=2, disc_embed_dim=32, disc_c_dim=16),
         dict(
-            degradation="bicubic", gt_size=64, crop_pad_size=64, val_size=64, val_count=8, cache_images=True
+            degradation="bicubic",
+            gt_size=64,
+            crop_pad_size=64,
+            val_size=64,
+            val_count=8,
+            cache_images=True,
+            rescale_gt=False,
         ),
         dict(
             max_steps=300,

@@ -23,6 +23,7 @@ class DataConfig:
     scale: int = 4
     gt_size: int = 256  # HR training crop
     crop_pad_size: int = 300  # HR crop before degradation (blur borders), then a gt_size crop
+    rescale_gt: bool = True  # ResShift's: a random min(h, w) square area-resized to crop_pad_size first
     degradation: Literal["realesrgan", "bicubic"] = "realesrgan"
     realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
     pool_batches: int = (

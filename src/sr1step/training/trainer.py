@@ -210,6 +210,7 @@ class Trainer:
             seed=cfg.seed,
             flip=data.flip,
             cache=data.cache_images,
+            rescale=data.rescale_gt,
         )
         start = start_step * self.micro_per_step * cfg.batch_size * self.acc.num_processes
         sampler = StreamSampler(start, self.acc.process_index, self.acc.num_processes)
