@@ -212,3 +212,159 @@ def test_every_flag_is_documented():
                 if opt.startswith("--") and opt != "--help":
                     # the whole flag, not a prefix of a longer one (--tile vs --tile-overlap)
                     assert re.search(re.escape(opt) + r"(?![\w-])", doc), (path, opt)
+
+
+# --- bad input and faults: one clear line, the right exit code, nothing lost ---------------------
+
+
+def test_animated_gif_file_gives_its_first_frame_as_png(tmp_path):
+    frames = [Image.fromarray(_u8(natural_image(12, s))) for s in (1, 2)]
+    src = tmp_path / "anim.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    result = runner.invoke(app, ["upscale", str(src), str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    out = Image.open(tmp_path / "o" / "anim.png")
+    assert out.size == (48, 48) and out.format == "PNG"
+
+
+def test_decoder_out_of_memory_fails_one_file_and_the_batch_goes_on(photo_dir, tmp_path, monkeypatch):
+    import sr1step.imageio as imageio
+
+    original = imageio._decode_pillow
+
+    def decode(im):
+        if im.size == (24, 24):  # rgb.png plays the decompression bomb
+            raise MemoryError
+        return original(im)
+
+    monkeypatch.setattr(imageio, "_decode_pillow", decode)
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["upscale", str(photo_dir), str(out), "--max-pixels", "3000000000"])
+    assert result.exit_code == 1 and "out of memory" in result.output
+    assert (out / "photo.jpg").is_file() and not (out / "rgb.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scale", "0"], "--scale must be in"),
+        (["--scale", "-1"], "--scale must be in"),
+        (["--quality", "0"], "--quality must be in 1..100"),
+        (["--quality", "101"], "--quality must be in 1..100"),
+        (["--suffix", "/../../x"], "must not contain a path separator"),
+    ],
+)
+def test_upscale_option_values_are_checked(photo_dir, tmp_path, args, message):
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob("x*"))
+
+
+def test_single_input_to_an_image_path_writes_that_file(photo_dir, tmp_path):
+    target = tmp_path / "result.png"
+    result = runner.invoke(app, ["upscale", str(photo_dir / "photo.jpg"), str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.is_file() and Image.open(target).size == (80, 80) and Image.open(target).format == "PNG"
+
+
+def test_in_place_with_a_suffix_works_and_true_collisions_are_refused(photo_dir):
+    result = runner.invoke(app, ["upscale", str(photo_dir), str(photo_dir), "--suffix", "_x4"])
+    assert result.exit_code == 1  # the corrupt and empty inputs
+    assert Image.open(photo_dir / "rgb_x4.png").size == (96, 96)
+    again = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(photo_dir)])
+    assert again.exit_code == 1 and "output path is an input file" in " ".join(again.output.split())
+
+
+def test_unwritable_output_fails_before_loading_a_model(photo_dir, tmp_path, monkeypatch):
+    import sr1step.api
+
+    monkeypatch.setattr(sr1step.api, "get_method", lambda name: pytest.fail("a model was loaded"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(blocker / "out")])
+    assert result.exit_code == 2 and "not writable" in " ".join(result.output.split())
+
+
+def test_outputs_are_claimed_so_concurrent_runs_never_write_the_same_file(photo_dir, tmp_path):
+    import os
+
+    from sr1step.upscale import lock_path
+
+    out = tmp_path / "o"
+    out.mkdir()
+    lock_path(out / "rgb.png").write_text(str(os.getpid()))  # a live run holds rgb.png
+    dead = _dead_pid()
+    lock_path(out / "photo.jpg").write_text(str(dead))  # a killed run left this one
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(out)])
+    assert result.exit_code == 0 and "another sr1step run is writing" in " ".join(result.output.split())
+    assert not (out / "rgb.png").exists()
+    result = runner.invoke(app, ["upscale", str(photo_dir / "photo.jpg"), str(out)])
+    assert (
+        result.exit_code == 0 and (out / "photo.jpg").is_file() and not lock_path(out / "photo.jpg").exists()
+    )
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_fp16_on_cpu_runs_in_fp32_with_a_note(photo_dir, tmp_path):
+    result = runner.invoke(
+        app,
+        ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "--dtype", "fp16", "--device", "cpu"],
+    )
+    assert result.exit_code == 0 and "using fp32" in " ".join(result.output.split())
+
+
+def test_weights_of_another_network_give_a_short_account(photo_dir, tmp_path):
+    wrong = tmp_path / "resshift_other_s4.pth"
+    torch.save({f"layer{i}.weight": torch.zeros(3, 3) for i in range(500)}, wrong)
+    vq = tmp_path / "home"
+    args = ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "-m", "resshift", "-w", str(wrong)]
+    result = runner.invoke(app, args, env={"SR1STEP_HOME": str(vq)})
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1
+    # the VQ-f4 is missing too in this home: the message names files, never dumps 500 keys
+    assert len(result.output) < 3000 and "layer499" not in flat
+
+
+def test_resshift_weights_mismatch_is_summarised(tmp_path):
+    from sr1step.methods.resshift import NETWORKS, generator_from_official
+    from sr1step.weights import WeightFileError
+
+    wrong = tmp_path / "w.pth"
+    torch.save({f"layer{i}.weight": torch.zeros(3, 3) for i in range(500)}, wrong)
+    with pytest.raises(WeightFileError) as info:
+        generator_from_official(wrong, lambda: None, NETWORKS["tiny"])
+    text = str(info.value)
+    assert "the file has 500 tensors" in text and "missing: " in text and "(+" in text and len(text) < 1000
+
+
+def test_random_bytes_are_not_a_weight_file_and_no_unsafe_advice(photo_dir, tmp_path):
+    bogus = tmp_path / "model.pth"
+    bogus.write_bytes(bytes(range(256)) * 40)
+    result = runner.invoke(
+        app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "-m", "rsd", "-w", str(bogus)]
+    )
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "not a weight file" in flat
+    assert "weights_only" not in flat and "arbitrary code" not in flat
+
+
+def test_missing_files_are_all_named_at_once(photo_dir, tmp_path):
+    result = runner.invoke(
+        app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "-m", "resshift"]
+    )
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "resshift_realsrx4_s4_v3.pth" in flat and "autoencoder_vq_f4.pth" in flat
+
+
+def test_tadsr_without_public_link_says_so(photo_dir, tmp_path):
+    result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "-m", "tadsr"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "No public download exists" in flat
+    assert "official release: https://github.com/LearningHx" not in flat

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -85,7 +86,7 @@ def upscale(
     """Upscale an image or a folder of images."""
     from .api import load_engine
     from .engine import EngineOptions
-    from .upscale import UpscaleOptions, plan_jobs
+    from .upscale import UpscaleOptions, check_writable, plan_jobs
 
     try:
         options = UpscaleOptions(
@@ -113,7 +114,7 @@ def upscale(
     if not jobs:
         raise usage_error(
             f"no images found in {input} "
-            f"(PNG, JPEG, WebP, TIFF, BMP{'; try --recursive' if not recursive else ''})"
+            f"(PNG, JPEG, WebP, TIFF, BMP, GIF{'; try --recursive' if not recursive else ''})"
         )
     if dry_run:
         table = Table(title=f"dry run: {len(jobs)} image(s)")
@@ -125,8 +126,14 @@ def upscale(
             table.add_row(str(job.source), str(job.target), action)
         console.print(table)
         return
+    try:  # before any model loads: an unwritable output wastes no work
+        check_writable(Path(os.path.commonpath([job.target.parent for job in jobs])))
+    except PermissionError as err:
+        raise usage_error(str(err)) from None
     with _exit_codes():
         engine = load_engine(method, weights, engine_options, steps=steps, scale=scale)
+    for note in engine.notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}")
     summary = _run_with_progress(jobs, engine, options)
     raise typer.Exit(summary.exit_code)
 
@@ -136,11 +143,11 @@ def _exit_codes():
     """Library exceptions -> one error line and the documented exit code: 1 for what is missing
     or cannot be loaded, 2 for a wrong request."""
     from .hub import WeightsNotFoundError
-    from .weights import UnsafeCheckpointError
+    from .weights import WeightFileError
 
     try:
         yield
-    except (WeightsNotFoundError, UnsafeCheckpointError, FileNotFoundError) as err:
+    except (WeightsNotFoundError, WeightFileError, FileNotFoundError) as err:
         raise run_error(str(err)) from None
     except ValueError as err:  # ConfigError included
         raise usage_error(str(err)) from None
@@ -612,13 +619,13 @@ def models_convert(
     from .config import ConfigError
     from .convert import convert_model
     from .hub import WeightsNotFoundError
-    from .weights import UnsafeCheckpointError
+    from .weights import WeightFileError
 
     try:
         out = convert_model(name, output=output, as_card=model)
     except (ConfigError, ValueError) as err:
         raise usage_error(str(err)) from None
-    except (WeightsNotFoundError, UnsafeCheckpointError, KeyError) as err:
+    except (WeightsNotFoundError, WeightFileError, KeyError) as err:
         raise run_error(str(err)) from None
     console.print(f"converted -> {out}")
 

@@ -70,6 +70,13 @@ class Engine:
         self.options = o
         self.device = resolve_device(o.device)
         self.dtype = resolve_dtype(o.dtype, self.device, generator.supports_half)
+        self.notes: list[str] = []  # what the engine changed from the request, for the user
+        if self.device.type == "cpu" and self.dtype == torch.float16:
+            self.notes.append(
+                "fp16 on a CPU runs far slower than fp32 (no half-precision kernels): using fp32; "
+                "bf16 is fast on CPUs with AVX-512 BF16 or AMX"
+            )
+            self.dtype = torch.float32
         self.generator = generator.to(self.device, self.dtype).eval()
         self.multiple = max(1, generator.pad_multiple)
         self.tile = math.ceil(o.tile / self.multiple) * self.multiple if o.tile else 0

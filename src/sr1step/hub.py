@@ -40,6 +40,7 @@ class ModelCard:
     repo_id: str = ""  # Hugging Face repo; empty when no Hub copy exists
     revision: str = ""  # pinned commit of repo_id
     requires: tuple[str, ...] = ()  # other cards this model needs (e.g. its autoencoder)
+    public_download: bool = True  # false: the authors published no link (the notes say how to get it)
     preset: str = ""  # generator preset of the method (network config, schedule)
     paper: str = ""
     notes: str = ""
@@ -160,6 +161,9 @@ def missing_message(card: ModelCard, missing: list[str]) -> str:
             f"Run `sr1step models download {card.name}` where the Hub is reachable, or copy the "
             f"files to {target}/"
         )
+    elif not card.public_download:
+        lines.append(f"No public download exists ({card.source_url}): {card.notes}")
+        lines.append(f"Put the file in {target}/ (keeping the file name), or distill your own.")
     else:
         lines.append(
             f"There is no Hugging Face copy; download it from the official release: {card.source_url}"
@@ -171,8 +175,8 @@ def missing_message(card: ModelCard, missing: list[str]) -> str:
     return "\n".join(lines)
 
 
-def download_card(card: ModelCard, *, with_requirements: bool = True) -> dict[str, Path]:
-    """Paths of all of a card's files, downloading Hub files at the pinned revision if needed."""
+def _find_or_download(card: ModelCard) -> tuple[dict[str, Path], list[str]]:
+    """(paths found, names missing) of a card's files, fetching Hub files at the pinned revision."""
     paths: dict[str, Path] = {}
     missing = []
     for filename in card.files:
@@ -185,11 +189,22 @@ def download_card(card: ModelCard, *, with_requirements: bool = True) -> dict[st
             missing.append(filename)
         else:
             paths[filename] = found
-    if missing:
-        raise WeightsNotFoundError(missing_message(card, missing))
+    return paths, missing
+
+
+def download_card(card: ModelCard, *, with_requirements: bool = True) -> dict[str, Path]:
+    """Paths of all of a card's files, downloading Hub files at the pinned revision if needed.
+    Every missing file, the card's own and those of the cards it requires, is named at once."""
+    paths, missing = _find_or_download(card)
+    problems = [missing_message(card, missing)] if missing else []
     if with_requirements:
         for name in card.requires:
-            download_card(get_card(name))
+            required = get_card(name)
+            _, req_missing = _find_or_download(required)
+            if req_missing:
+                problems.append(missing_message(required, req_missing))
+    if problems:
+        raise WeightsNotFoundError("\n".join(problems))
     return paths
 
 

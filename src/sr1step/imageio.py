@@ -21,14 +21,14 @@ from PIL import Image, UnidentifiedImageError
 
 from .files import write_atomic
 
-READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+READ_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}  # GIF: the first frame
 WRITE_EXTS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 ALPHA_EXTS = {".png", ".webp", ".tif"}
 SIXTEEN_BIT_EXTS = {".png", ".tif"}
 _FORMAT_EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".png"}
 
 DEFAULT_MAX_PIXELS = 100_000_000
-_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"RIFF", b"II*\x00", b"MM\x00*", b"BM")
+_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"RIFF", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
 
 
 class ImageReadError(Exception):
@@ -165,6 +165,8 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
         raise ImageReadError("not an image, or an unsupported format") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as err:
         raise ImageReadError(f"corrupt or truncated image ({err})") from None
+    except MemoryError:
+        raise ImageReadError("out of memory while decoding; lower --max-pixels refuses such files") from None
 
     array = apply_orientation(array, orientation)
     values, bit_depth = _to_float(array)

@@ -7,6 +7,7 @@ overwrite: an output path that is an input is refused, existing outputs are skip
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,18 @@ class UpscaleOptions:
     outscale: float | None = None  # final output scale; None = the generator's own
     quality: int = 95
 
+    def __post_init__(self):
+        if self.ext != "auto" and self.ext.lower().lstrip(".") not in WRITE_EXTS:
+            raise ValueError(f"unknown output format {self.ext!r}; use auto, png, jpg, webp or tif")
+        if any(c in self.suffix for c in "/\\") or self.suffix in (".", ".."):
+            raise ValueError(f"--suffix {self.suffix!r} must not contain a path separator")
+        if self.outscale is not None and not 0 < self.outscale <= 16:
+            raise ValueError(f"--scale must be in (0, 16], got {self.outscale:g}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"--quality must be in 1..100, got {self.quality}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ValueError("--max-pixels must be positive")
+
 
 @dataclass
 class Job:
@@ -64,25 +77,33 @@ class Callbacks:
     image_done: Callable[[Result], None] = lambda result: None
 
 
+OUTPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+
+
 def _planned_ext(source: Path, ext: str) -> str:
     if ext != "auto":
-        if ext.lower().lstrip(".") not in WRITE_EXTS:
-            raise ValueError(f"unknown output format {ext!r}; use auto, png, jpg, webp or tif")
         return WRITE_EXTS[ext.lower().lstrip(".")]
     suffix = source.suffix.lower()
-    return {".jpeg": ".jpg", ".tiff": ".tif", ".bmp": ".png"}.get(suffix, suffix)
+    return {".jpeg": ".jpg", ".tiff": ".tif", ".bmp": ".png", ".gif": ".png"}.get(suffix, suffix)
 
 
-def plan_jobs(input_path: Path, output_dir: Path, options: UpscaleOptions) -> list[Job]:
-    """One job per input image; outputs mirror the input tree under ``output_dir``."""
+def plan_jobs(input_path: Path, output: Path, options: UpscaleOptions) -> list[Job]:
+    """One job per input image; outputs mirror the input tree under the ``output`` folder. A
+    single input file with an ``output`` that names an image file writes exactly that file."""
     input_path = Path(input_path)
-    output_dir = Path(output_dir)
+    output = Path(output)
     if not input_path.exists():
         raise FileNotFoundError(f"input {input_path} does not exist")
+    if input_path.is_file() and output.suffix.lower() in OUTPUT_SUFFIXES and not output.is_dir():
+        return [Job(input_path, output)]
+    output_dir = output
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output {output_dir} exists and is not a folder")
     root = input_path if input_path.is_dir() else input_path.parent
-    sources = list_images(input_path, options.recursive, exclude=output_dir if input_path.is_dir() else None)
+    # An output folder inside the input tree is not read back; the input folder itself may be the
+    # output (in-place with a --suffix): only a true collision with an input is refused.
+    nested = input_path.is_dir() and output_dir.resolve() != input_path.resolve()
+    sources = list_images(input_path, options.recursive, exclude=output_dir if nested else None)
     jobs = []
     for src in sources:
         rel = src.relative_to(root)
@@ -150,20 +171,78 @@ def _run_one(job: Job, engine: Engine, options: UpscaleOptions, inputs: set[Path
         refusal = _refusal(target, inputs, options.overwrite)
         if refusal:
             return Result(job.source, target, *refusal)
-    h, w = image.rgb.shape[:2]
-    cb.image_started(job, engine.num_tiles(h, w))
+    lock = claim_output(target)
+    if lock is None:
+        return Result(job.source, target, "skipped", "another sr1step run is writing this output")
     try:
-        rgb, alpha = upscale_array(engine, image, options.outscale, progress=cb.tiles_done)
-    except (RuntimeError, MemoryError) as err:
-        reason = str(err).splitlines()[0][:200]
-        if "out of memory" in reason.lower() or isinstance(err, MemoryError):
-            reason = "out of memory; try a smaller --tile or --batch-size"
-        return Result(job.source, target, "failed", reason)
+        if target.exists() and not options.overwrite:  # another run finished it meanwhile
+            return Result(job.source, target, "skipped", "output exists (use --overwrite)")
+        h, w = image.rgb.shape[:2]
+        cb.image_started(job, engine.num_tiles(h, w))
+        try:
+            rgb, alpha = upscale_array(engine, image, options.outscale, progress=cb.tiles_done)
+        except (RuntimeError, MemoryError) as err:
+            reason = str(err).splitlines()[0][:200]
+            if "out of memory" in reason.lower() or isinstance(err, MemoryError):
+                reason = "out of memory; try a smaller --tile or --batch-size"
+            return Result(job.source, target, "failed", reason)
+        try:
+            save_image(target, rgb, image, alpha=alpha, quality=options.quality)
+        except OSError as err:
+            return Result(job.source, target, "failed", f"cannot write output: {err}")
+        return Result(job.source, target, "done", size=(rgb.shape[1], rgb.shape[0]))
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.sr1step-lock")
+
+
+def claim_output(target: Path) -> Path | None:
+    """Claim ``target`` for this process with a create-exclusive lock file beside it (holding our
+    pid), so concurrent runs into one folder never write the same output; a lock whose process is
+    gone is taken over. Returns the lock, or None when a live process holds it."""
+    lock = lock_path(target)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                return None
+            lock.unlink(missing_ok=True)  # stale: its run was killed
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    return None
+
+
+def _alive(pid: int) -> bool:
     try:
-        save_image(target, rgb, image, alpha=alpha, quality=options.quality)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it, so an unwritable output fails before any
+    model is loaded or any image computed."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sr1step-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as err:
-        return Result(job.source, target, "failed", f"cannot write output: {err}")
-    return Result(job.source, target, "done", size=(rgb.shape[1], rgb.shape[0]))
+        raise PermissionError(f"output folder {folder} is not writable ({err.strerror or err})") from None
 
 
 @dataclass

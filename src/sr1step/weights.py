@@ -5,6 +5,7 @@ Nothing here unpickles arbitrary objects: a checkpoint that needs code to load i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,11 @@ WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "ema")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 
 
-class UnsafeCheckpointError(RuntimeError):
+class WeightFileError(RuntimeError):
+    """A weight file cannot be used: not a weight file, corrupt, or another network's."""
+
+
+class UnsafeCheckpointError(WeightFileError):
     """The checkpoint holds pickled objects other than tensors and plain containers."""
 
 
@@ -44,21 +49,51 @@ def load_torch_file(path: str | Path) -> Any:
     """``torch.load`` restricted to tensors and plain containers."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError and friends
-        raise UnsafeCheckpointError(
-            f"{path}: refusing to load, the file needs arbitrary code to unpickle ({err}). "
-            "Convert it to safetensors in a trusted environment first."
-        ) from None
+    except Exception as err:  # pickle.UnpicklingError, zip and stream errors
+        text = str(err)
+        if "Unsupported global" in text or "GLOBAL " in text:  # a pickled object that names code
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            what = f" ({found[1]})" if found else ""
+            raise UnsafeCheckpointError(
+                f"{path}: refusing to load: the file holds pickled Python objects{what}, which could run "
+                "code. sr1step loads tensors only; convert it to safetensors where you trust its source."
+            ) from None
+        # torch's own text suggests weights_only=False: never pass that on; name the symptom only.
+        symptoms = r"(Unsupported operand \d+|invalid load key[^.\n]*|PytorchStreamReader[^.\n]*)"
+        found = re.search(symptoms, text)
+        reason = found[1] if found else type(err).__name__
+        raise WeightFileError(f"{path}: not a weight file, or a corrupt one ({reason})") from None
+
+
+def describe_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], n: int = 3) -> str:
+    """A short account of how a state dict differs from the one a network expects: counts and the
+    first few missing, unexpected and wrongly shaped tensors (never the whole key list)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(found))
+        if tuple(found[k].shape) != tuple(expected[k].shape)
+    ]
+    parts = [f"the file has {len(found)} tensors, the network {len(expected)}"]
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if items:
+            more = f" (+{len(items) - n} more)" if len(items) > n else ""
+            parts.append(f"{label}: {', '.join(items[:n])}{more}")
+    return "; ".join(parts)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A flat tensor dict from a ``.safetensors`` or ``.pth/.pt/.ckpt/.pkl/.bin`` file."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as err:  # SafetensorError: header or data unreadable
+            raise WeightFileError(f"{path}: not a safetensors file, or a corrupt one ({err})") from None
     state = load_torch_file(path)
     if not isinstance(state, dict):
-        raise UnsafeCheckpointError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+        raise WeightFileError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
     return clean_state_dict(state)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..generators.sd_onestep import SDOneStepConfig, SDOneStepGenerator
 from ..hub import ModelCard, WeightsNotFoundError, download_card
 from ..nets.sd_base import embed_prompt, load_sd_unet, load_sd_vae, merge_peft_lora
-from ..weights import UnsafeCheckpointError, load_torch_file
+from ..weights import WeightFileError, load_torch_file
 from .base import Method
 
 DEFAULT_BASE = "sd-2-1-base"
@@ -34,7 +34,7 @@ def osediff_generator(
     """The official ``osediff.pkl`` on the SD base ``base`` (card name or diffusers folder)."""
     data = load_torch_file(release)
     if not isinstance(data, dict) or "state_dict_unet" not in data:
-        raise UnsafeCheckpointError(
+        raise WeightFileError(
             f"{release}: not an OSEDiff release file (no 'state_dict_unet'; keys: {sorted(data)[:5]})"
         )
     unet, scheduler = load_sd_unet(base)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,7 +30,7 @@ from ..nets.autoencoders import AutoencoderConfig, convert_ldm_vq_state_dict
 from ..nets.resshift_unet import ResShiftUNetConfig, load_official_state, widen_input_conv
 from ..training.config import DataConfig, RunConfig, TrainConfig
 from ..training.recipe import Batch, Recipe
-from ..weights import load_state_dict
+from ..weights import WeightFileError, describe_mismatch, load_state_dict
 from .base import Method
 
 VQ_CARD = "resshift-vq-f4"
@@ -93,10 +94,13 @@ def with_noise_input(cfg: ResShiftConfig, channels: int) -> ResShiftConfig:
     return dataclasses.replace(cfg, unet=unet, noise_input=channels == 1)
 
 
-def generator_from_official(unet_path: Path, vq_path: Path | None, cfg: ResShiftConfig) -> ResShiftGenerator:
+def generator_from_official(
+    unet_path: Path, vq_file: Callable[[], Path | None], cfg: ResShiftConfig
+) -> ResShiftGenerator:
     """Build a generator from official ``.pth`` files (loaded with ``weights_only=True``). The
     number of input channels of the checkpoint's first conv decides whether the network has a
-    noise input (RSD's released student does), whatever ``cfg`` says."""
+    noise input (RSD's released student does), whatever ``cfg`` says. ``vq_file`` is asked for
+    the autoencoder only once the UNet file has proved to be one."""
     state = load_state_dict(unet_path)
     first = state.get("input_blocks.0.0.weight")
     if first is not None:
@@ -105,10 +109,11 @@ def generator_from_official(unet_path: Path, vq_path: Path | None, cfg: ResShift
     gen = ResShiftGenerator(cfg)
     try:
         load_official_state(gen.unet, state)
-    except RuntimeError as err:  # another network's file
-        first = str(err).splitlines()[0][:300]
-        raise ValueError(f"{unet_path}: not a checkpoint of this ResShift network ({first})") from None
+    except RuntimeError:  # another network's file
+        mismatch = describe_mismatch(gen.unet.state_dict(), state)
+        raise WeightFileError(f"{unet_path}: not a checkpoint of this ResShift network: {mismatch}") from None
     if gen.autoencoder.vq is not None:
+        vq_path = vq_file()
         if vq_path is None:
             raise WeightsNotFoundError("this model needs the VQ-f4 autoencoder (model resshift-vq-f4)")
         levels = len(cfg.autoencoder.ch_mult)
@@ -422,7 +427,7 @@ class ResShiftFamily(Method):
             return self.from_folder(folder)
         files = download_card(card)
         return generator_from_official(
-            files[card.files[0]], _vq_file(card), self.configure(card_config(card))
+            files[card.files[0]], lambda: _vq_file(card), self.configure(card_config(card))
         )
 
     def from_folder(self, folder: Path) -> ResShiftGenerator:
@@ -433,7 +438,7 @@ class ResShiftFamily(Method):
     def from_file(self, path: Path) -> ResShiftGenerator:
         if path.suffix not in (".pth", ".pt", ".ckpt", ".safetensors"):
             raise ValueError(f"{path}: expected an official .pth checkpoint or a weight folder")
-        return generator_from_official(path, _vq_file(), self.configure(network_config(guess_network(path))))
+        return generator_from_official(path, _vq_file, self.configure(network_config(guess_network(path))))
 
     def with_steps(self, gen: ResShiftGenerator, steps: int) -> ResShiftGenerator:
         if self.one_step:
@@ -446,7 +451,7 @@ class ResShiftFamily(Method):
         return gen
 
     def convert_card(self, card: ModelCard, files: dict[str, Path], out: Path) -> None:
-        gen = generator_from_official(files[card.files[0]], _vq_file(card), card_config(card))
+        gen = generator_from_official(files[card.files[0]], lambda: _vq_file(card), card_config(card))
         gen.save_folder(
             out, card.method, {"source": card.source_url, "license": card.license, "model": card.name}
         )
