@@ -4,11 +4,14 @@ huggingface_hub reads HF_HUB_OFFLINE and HF_HUB_CACHE once, at import, so they a
 before any test module imports it.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 _ROOT = Path(tempfile.mkdtemp(prefix="sr1step-tests-"))
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)  # leave nothing behind in /tmp
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = str(_ROOT / "hf-cache")
 os.environ["HF_HOME"] = str(_ROOT / "hf-home")

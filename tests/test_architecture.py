@@ -111,3 +111,26 @@ def test_layers_are_the_documented_ones():
 )
 def test_the_imports_the_review_found_are_gone(module, above):
     assert not {t for t in graph()[module] if unit_of(t) == above}
+
+
+def test_the_test_suite_leaves_no_temporary_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    tests = Path(__file__).parent
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(tests / "test_architecture.py"),
+        "-k",
+        "layer",
+    ]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tests.parent)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert not list(tmp_path.glob("sr1step-tests-*"))

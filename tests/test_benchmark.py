@@ -280,3 +280,54 @@ def test_benchmark_usage_errors(tmp_path, args, message):
     base = ["benchmark", "-o", str(tmp_path / "o")] + (["-D", str(tmp_path)] if args else [])
     result = runner.invoke(app, base + args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_method_that_cannot_load_loses_only_its_own_row(tmp_path):
+    make_pairs(tmp_path / "set", ["a", "b"])
+    bogus = tmp_path / "bad.pth"
+    bogus.write_bytes(bytes(range(256)) * 8)
+    out = tmp_path / "r"
+    args = ["benchmark", "-D", str(tmp_path / "set"), "-m", "bicubic", "-m", f"resshift:{bogus}"]
+    result = runner.invoke(app, args + ["--metrics", "psnr", "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 1 and "not a weight file" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r["method"] for r in rows] == ["bicubic"] and rows[0]["scores"]["psnr"] > 20
+
+
+def test_two_weight_folders_named_alike_get_distinct_rows(tmp_path):
+    from sr1step.benchmark import MethodRef, unique_labels
+    from sr1step.generators.resshift import ResShiftGenerator
+    from sr1step.methods.resshift import NETWORKS
+
+    refs = unique_labels(
+        [
+            MethodRef.parse("rsd:runs/a/export"),
+            MethodRef.parse("rsd:runs/b/export"),
+            MethodRef.parse("bicubic"),
+        ]
+    )
+    assert [r.label for r in refs] == ["rsd:a/export", "rsd:b/export", "bicubic"]
+    with pytest.raises(ValueError, match="given twice"):
+        unique_labels([MethodRef.parse("bicubic"), MethodRef.parse("bicubic")])
+    make_pairs(tmp_path / "set", ["a"])
+    torch.manual_seed(0)
+    for run in ("a", "b"):
+        ResShiftGenerator(NETWORKS["tiny"]).save_folder(tmp_path / run / "export", "resshift")
+    out = tmp_path / "r"
+    args = ["benchmark", "-D", str(tmp_path / "set"), "-m", f"resshift:{tmp_path / 'a' / 'export'}"]
+    args += [
+        "-m",
+        f"resshift:{tmp_path / 'b' / 'export'}",
+        "--metrics",
+        "psnr",
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in res["results"]] == ["resshift:a/export", "resshift:b/export"]
+    assert set(res["environment"]["weights"]) == {"resshift:a/export", "resshift:b/export"}

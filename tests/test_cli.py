@@ -368,3 +368,18 @@ def test_tadsr_without_public_link_says_so(photo_dir, tmp_path):
     flat = " ".join(result.output.split())
     assert result.exit_code == 1 and "No public download exists" in flat
     assert "official release: https://github.com/LearningHx" not in flat
+
+
+def test_no_bitsandbytes_warning_on_import():
+    import subprocess
+    import sys
+
+    code = "import sr1step, peft, sr1step.methods.d3sr"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "gemm_4bit" not in run.stderr
+
+
+def test_a_line_per_image_when_output_is_not_a_terminal(photo_dir, tmp_path):
+    result = runner.invoke(app, ["upscale", str(photo_dir), str(tmp_path / "o")])
+    lines = [ln for ln in result.output.splitlines() if ln.startswith(("done ", "failed ", "skipped "))]
+    assert len(lines) == 6 and any(ln.startswith("done ") and "rgb.png" in ln for ln in lines)

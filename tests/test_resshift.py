@@ -443,3 +443,37 @@ def test_jump_sample_one_step_is_the_posterior_and_gaps_compose():
     two = sched.jump_sample(mid, x0b, yb, t13, t12, torch.randn(n, 1, 1, 1, generator=g))
     one = sched.jump_sample(xt, x0b, yb, t14, t12, torch.randn(n, 1, 1, 1, generator=g))
     assert abs(two.mean() - one.mean()) < 0.01 and abs(two.std() / one.std() - 1) < 0.01
+
+
+def test_respacing_to_one_step_is_the_one_step_prediction(tmp_path):
+    from typer.testing import CliRunner
+
+    from sr1step.cli import app
+    from sr1step.methods.resshift import RESSHIFT
+
+    torch.manual_seed(0)
+    gen = ResShiftGenerator(NETWORKS["tiny"]).eval()
+    folder = gen.save_folder(tmp_path / "w", "resshift")
+    respaced = RESSHIFT.load_generator(str(folder), steps=1)
+    assert respaced.steps == 1 and respaced.schedule.timesteps == [3]  # t = T-1, not the official [0]
+    one = RESSHIFT.load_generator(str(folder))
+    one.set_sampling(one.config.with_steps(1))
+    lr, noise = torch.rand(1, 3, 16, 16), torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(respaced(lr, noise), one(lr, noise), atol=0, rtol=0)
+    np_img = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    from PIL import Image
+
+    Image.fromarray(np_img).save(tmp_path / "in.png")
+    cmd = [
+        "upscale",
+        str(tmp_path / "in.png"),
+        str(tmp_path / "o"),
+        "-m",
+        "resshift",
+        "-w",
+        str(folder),
+        "--steps",
+        "1",
+    ]
+    assert CliRunner().invoke(app, cmd).exit_code == 0

@@ -192,12 +192,13 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert [h["generator/mse"] for h in straight.history[2:]] == [h["generator/mse"] for h in resumed.history]
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path, sig):
     run = tiny_run(steps=6, checkpoint_every=100)
 
     def interrupt(step, logs):
         if step == 2:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
 
     result = Trainer(run, RESSHIFT.build_recipe, tmp_path / "r", log=lambda m: None).fit(on_log=interrupt)
     assert result.interrupted and result.steps == 2
@@ -295,11 +296,16 @@ def test_cli_train_then_upscale(tmp_path):
         (["train", "--method", "resshift", "--preset", "tinny"], "did you mean 'tiny'"),
         (["distill", "--method", "resshift", "--teacher", "x"], "sr1step train"),
         (["train", "--method", "resshift", "--preset", "tiny", "--set", "train.nope=1"], "unknown key"),
+        (["train", "-m", "resshift", "-p", "tiny", "--set", "data.gt_size=63"], "multiple of data.scale"),
+        (["train", "-m", "resshift", "-p", "tiny", "--set", "data.gt_size=36", "--device", "cpu"], "e.g. 40"),
+        (["train", "-m", "resshift", "-p", "tiny", "--max-steps", "0"], "train.max_steps must be >= 1"),
+        (["train", "-m", "resshift", "-p", "tiny", "--max-steps", "-5"], "train.max_steps must be >= 1"),
     ],
 )
 def test_cli_train_usage_errors(tmp_path, args, message):
     result = runner.invoke(app, args + ["--output", str(tmp_path / "o")])
-    assert result.exit_code == 2 and message in result.output.replace("\n", "")
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "o" / "export").exists()
 
 
 @pytest.mark.slow
@@ -383,3 +389,68 @@ def test_training_device_names_are_the_upscale_ones(tmp_path):
         Trainer(run, RESSHIFT.build_recipe, tmp_path / "d", log=lambda m: None)
     with pytest.raises(ValueError, match="unknown device"):
         Trainer(tiny_run(steps=1, device="tpu7"), RESSHIFT.build_recipe, tmp_path / "e", log=lambda m: None)
+
+
+def test_resume_latest_skips_a_damaged_checkpoint_and_names_the_file(tmp_path):
+    run = tiny_run(steps=4, checkpoint_every=2)
+    Trainer(run, RESSHIFT.build_recipe, tmp_path / "c", log=lambda m: None).fit()
+    newest = tmp_path / "c" / "checkpoints" / "checkpoint-0000004"
+    data = (newest / "optimizers.pt").read_bytes()
+    (newest / "optimizers.pt").write_bytes(data[: len(data) // 3])  # truncated
+    messages = []
+    trainer = Trainer(
+        tiny_run(steps=5, checkpoint_every=2), RESSHIFT.build_recipe, tmp_path / "c", log=messages.append
+    )
+    result = trainer.fit(resume="latest")
+    assert result.steps == 5 and any("optimizers.pt" in m and "checkpoint-0000004" in m for m in messages)
+    assert any("resumed from" in m and "checkpoint-0000002" in m for m in messages)
+    # a damaged trainer.json, resumed by path: one line naming the file, exit code 1
+    bad = tmp_path / "c" / "checkpoints" / "checkpoint-0000002"
+    (bad / "trainer.json").write_text("{not json")
+    args = [
+        "train",
+        "-m",
+        "resshift",
+        "-p",
+        "tiny",
+        "-o",
+        str(tmp_path / "c"),
+        "--resume",
+        str(bad),
+        "--device",
+        "cpu",
+    ]
+    out = runner.invoke(app, args)
+    flat = " ".join(out.output.split())
+    assert out.exit_code == 1 and "trainer.json is unreadable" in flat and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("content", ["empty", "unreadable"])
+def test_train_on_unusable_data_says_why_in_one_line(tmp_path, content):
+    data = tmp_path / "data"
+    data.mkdir()
+    if content == "unreadable":
+        (data / "a.png").write_bytes(b"not a png")
+        (data / "b.jpg").write_bytes(b"\xff\xd8 broken")
+    args = [
+        "train",
+        "-m",
+        "resshift",
+        "-p",
+        "tiny",
+        "-o",
+        str(tmp_path / "o"),
+        "--data",
+        str(data),
+        "--device",
+        "cpu",
+    ]
+    args += ["--set", "data.val=''"]
+    result = runner.invoke(app, args)
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output and "warnings above" not in flat
+    if content == "empty":
+        assert "no training images" in flat
+    else:
+        assert "all 2 files were skipped" in flat and "a.png: unreadable" in flat
+        assert "UserWarning" not in result.output and "skipping training image" in flat

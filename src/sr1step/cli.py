@@ -143,11 +143,12 @@ def _exit_codes():
     """Library exceptions -> one error line and the documented exit code: 1 for what is missing
     or cannot be loaded, 2 for a wrong request."""
     from .hub import WeightsNotFoundError
+    from .training.checkpoint import CheckpointError
     from .weights import WeightFileError
 
     try:
         yield
-    except (WeightsNotFoundError, WeightFileError, FileNotFoundError) as err:
+    except (WeightsNotFoundError, WeightFileError, CheckpointError, FileNotFoundError) as err:
         raise run_error(str(err)) from None
     except ValueError as err:  # ConfigError included
         raise usage_error(str(err)) from None
@@ -178,6 +179,12 @@ def _run_with_progress(jobs, engine, options):
 
         def image_done(result):
             progress.advance(images)
+            if not err_console.is_terminal:  # logs and pipes: one line per image
+                where = f" -> {result.target}" if result.target else ""
+                why = f": {result.reason}" if result.reason else ""
+                err_console.print(
+                    f"{result.status} {result.source}{where} ({result.seconds:.1f} s){why}", soft_wrap=True
+                )
 
         summary.results = run_jobs(jobs, engine, options, Callbacks(started, tiles_done, image_done))
     _print_summary(summary)
@@ -303,7 +310,7 @@ def _train_command(
         progress.update(task, completed=trainer.step)
         result = trainer.fit(resume=resume, on_log=on_log)
     if result.interrupted:
-        raise typer.Exit(1)
+        raise typer.Exit(130)  # as an interrupted shell command; the checkpoint is saved
     if result.main_process:
         console.print(f"exported weights: {result.export_dir}")
 
@@ -440,6 +447,7 @@ def benchmark(
         load_dataset,
         measure_speed,
         reference_rows,
+        unique_labels,
         write_results,
     )
     from .config import ConfigError
@@ -447,13 +455,17 @@ def benchmark(
     from .engine import EngineOptions
     from .hub import WeightsNotFoundError
     from .metrics import get_spec, set_metric_weights_dir
+    from .training.checkpoint import CheckpointError
+    from .weights import WeightFileError
+
+    LOAD_ERRORS = (WeightsNotFoundError, WeightFileError, CheckpointError, ValueError, OSError, RuntimeError)
     from .registry import get_method
 
     names = tuple(m.strip() for m in metrics.split(",") if m.strip())
     try:
         for n in names:
             get_spec(n)
-        refs = [MethodRef.parse(m, steps) for m in methods]
+        refs = unique_labels([MethodRef.parse(m, steps) for m in methods])
         for ref in refs:
             get_method(ref.method)
         engine_options = EngineOptions(
@@ -503,7 +515,7 @@ def benchmark(
                             lambda d, t, task=task: progress.update(task, completed=d, total=t),
                         )
                     )
-                except (WeightsNotFoundError, ValueError) as err:
+                except LOAD_ERRORS as err:  # this method's row is lost, never the others'
                     err_console.print(f"[red]{ref.label}: {err}[/red]")
                     failed = True
                 progress.remove_task(task)
@@ -512,7 +524,7 @@ def benchmark(
                     speed_rows.append(
                         measure_speed(ref, engine_options, speed_size, speed_batch, speed_runs, speed_warmup)
                     )
-                except (WeightsNotFoundError, ValueError) as err:
+                except LOAD_ERRORS as err:
                     err_console.print(f"[red]{ref.label}: {err}[/red]")
                     failed = True
     pub = reference_rows(rows) if reference == "paper" else []
@@ -631,10 +643,6 @@ def models_convert(
 
 
 def main() -> None:
-    import logging
-
-    # bitsandbytes (pulled in by pyiqa) logs a CPU-kernel warning when diffusers imports it.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     app()
 
 

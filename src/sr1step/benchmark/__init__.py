@@ -42,15 +42,42 @@ class MethodRef:
     method: str
     weights: str | None = None
     steps: int | None = None
+    name: str | None = None  # the row label; None = NAME or NAME:<last part of WEIGHTS>
 
     @property
     def label(self) -> str:
+        if self.name:
+            return self.name
         return self.method if not self.weights else f"{self.method}:{Path(self.weights).name}"
 
     @classmethod
     def parse(cls, text: str, steps: int | None = None) -> MethodRef:
         method, _, weights = text.partition(":")
         return cls(method, weights or None, steps)
+
+
+def unique_labels(refs: list[MethodRef]) -> list[MethodRef]:
+    """Rows whose labels would collide (two ``.../export`` folders) get as many trailing path
+    parts of their weights as tell them apart; the same method and weights twice is an error."""
+    seen = set()
+    for ref in refs:
+        key = (ref.method, ref.weights, ref.steps)
+        if key in seen:
+            raise ValueError(f"--method {ref.label} is given twice")
+        seen.add(key)
+    out = list(refs)
+    for depth in range(2, 8):
+        labels = [r.label for r in out]
+        clashes = {label for label in labels if labels.count(label) > 1}
+        if not clashes:
+            break
+        out = [
+            dataclasses.replace(r, name=f"{r.method}:{'/'.join(Path(r.weights).parts[-depth:])}")
+            if r.label in clashes and r.weights
+            else r
+            for r in out
+        ]
+    return out
 
 
 @dataclass

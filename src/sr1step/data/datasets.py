@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,12 +109,21 @@ class HRCrops(Dataset):
         flip: bool = True,
         cache: bool = False,
         rescale: bool = False,
+        log: Callable[[str], None] | None = None,
     ):
+        self.log = log or (lambda message: warnings.warn(message, stacklevel=3))
         report = scan_images(files)
         for path, reason in report.skipped:
-            warnings.warn(f"skipping training image {path}: {reason}", stacklevel=2)
+            self.log(f"skipping training image {path}: {reason}")
         if not report.usable:
-            raise FileNotFoundError("no usable training images (see the warnings above)")
+            if not files:
+                raise FileNotFoundError(
+                    "no training images: the data source holds no PNG, JPEG, WebP, TIFF or BMP file"
+                )
+            reasons = "; ".join(f"{p.name}: {r}" for p, r in report.skipped[:3])
+            raise FileNotFoundError(
+                f"no usable training images: all {len(files)} files were skipped ({reasons})"
+            )
         self.files = report.usable
         self.skipped = report.skipped
         self.crop = crop
@@ -137,7 +147,7 @@ class HRCrops(Dataset):
             rgb = read_image(self.files[k], max_pixels=None).rgb
         except ImageReadError as err:
             if k not in self._bad:
-                warnings.warn(f"skipping training image {self.files[k]}: {err}", stacklevel=2)
+                self.log(f"skipping training image {self.files[k]}: {err}")
                 self._bad.add(k)
             return None
         if self._cache is not None:

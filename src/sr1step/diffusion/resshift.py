@@ -52,7 +52,12 @@ def eta_schedule(
 
 
 def respaced_timesteps(steps: int, sample_steps: int) -> list[int]:
-    """The official ``space_timesteps``: ``int(T / n * i)`` for i < n (the last step need not be T-1)."""
+    """The official ``space_timesteps``: ``int(T / n * i)`` for i < n (the last step need not be T-1).
+
+    One step is the exception: the official rule gives [0], a single call at the smallest noise
+    level from the prior; sr1step takes [T-1], the one-step prediction the students run."""
+    if sample_steps == 1:
+        return [steps - 1]
     return sorted({int(steps / sample_steps * i) for i in range(sample_steps)})
 
 
@@ -79,7 +84,10 @@ class ResShiftSchedule:
         self.etas = torch.from_numpy(etas)
         self.etas_prev = torch.from_numpy(etas_prev)
         self.posterior_variance = torch.from_numpy(post_var)
-        self.posterior_log_variance_clipped = torch.from_numpy(np.log(np.append(post_var[1], post_var[1:])))
+        # log of the posterior variance with its t = 0 entry (0) replaced by t = 1's, as the official
+        # code clips it; a one-step chain has no noisy step at all.
+        clipped = np.append(post_var[1], post_var[1:]) if len(post_var) > 1 else np.ones(1)
+        self.posterior_log_variance_clipped = torch.from_numpy(np.log(clipped))
         self.posterior_mean_coef1 = torch.from_numpy(etas_prev / etas)
         self.posterior_mean_coef2 = torch.from_numpy(alpha / etas)
         # SinSR's deterministic (sigma = 0) step: x_{t-1} = k x0 + m x_t + j y.

@@ -95,22 +95,44 @@ def save_checkpoint(
     return final
 
 
-def find_checkpoint(root: Path, spec: str) -> Path:
-    """``latest`` (the newest under ``root``) or a checkpoint folder path."""
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read; the message names the file."""
+
+
+def find_checkpoints(root: Path, spec: str) -> list[Path]:
+    """Checkpoints to try, in order: for ``latest`` every complete one under ``root``, newest
+    first (a damaged newest one falls back to the one before); else the folder given."""
     if spec == "latest":
         found = _checkpoints(root)
         if not found:
             raise FileNotFoundError(f"no checkpoint to resume from in {root}")
-        return found[-1]
+        return found[::-1]
     path = Path(spec).expanduser()
     if not (path / "trainer.json").is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint folder (no trainer.json)")
-    return path
+    return [path]
+
+
+def _read(path: Path, reader):
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except Exception as err:  # truncated zip, bad JSON, unpickling refused, ...
+        text = str(err).strip()
+        reason = text.splitlines()[0].split(". ")[0][:160] if text else type(err).__name__
+        raise CheckpointError(f"{path} is unreadable ({reason})") from None
+
+
+def _torch_load(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_checkpoint(path: Path, networks: dict, optimizers: dict, schedulers: dict, ema) -> int:
+    """Restore every state of a checkpoint; a CheckpointError names the file that failed."""
+    step = _read(path / "trainer.json", lambda p: int(json.loads(p.read_text())["step"]))
     for name, net in networks.items():
-        state = load_state_dict(path / "networks" / f"{name}.safetensors")
+        state = _read(path / "networks" / f"{name}.safetensors", load_state_dict)
         expected = set(trainable_state(net))
         if set(state) != expected:
             extra, missing = sorted(set(state) - expected)[:3], sorted(expected - set(state))[:3]
@@ -118,12 +140,12 @@ def load_checkpoint(path: Path, networks: dict, optimizers: dict, schedulers: di
                 f"{path}: network {name!r} does not match this run (unexpected {extra}, missing {missing})"
             )
         net.load_state_dict(state, strict=False)
-    opt_states = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
+    opt_states = _read(path / "optimizers.pt", _torch_load)
     for name, opt in optimizers.items():
         opt.load_state_dict(opt_states[name])
-    sched_states = torch.load(path / "schedulers.pt", map_location="cpu", weights_only=True)
+    sched_states = _read(path / "schedulers.pt", _torch_load)
     for name, sched in schedulers.items():
         sched.load_state_dict(sched_states[name])
     if ema is not None:
-        ema.load_state_dict(torch.load(path / "ema.pt", map_location="cpu", weights_only=True))
-    return json.loads((path / "trainer.json").read_text())["step"]
+        ema.load_state_dict(_read(path / "ema.pt", _torch_load))
+    return step

@@ -35,6 +35,18 @@ class DataConfig:
     val_size: int = 256  # HR crop size of synthesised validation pairs
     val_count: int = 8
 
+    def __post_init__(self):
+        if self.scale < 1:
+            raise ConfigError(f"data.scale must be >= 1, got {self.scale}")
+        for name in ("gt_size", "val_size"):
+            size = getattr(self, name)
+            if size < self.scale or size % self.scale:
+                raise ConfigError(
+                    f"data.{name} ({size}) must be a positive multiple of data.scale ({self.scale})"
+                )
+        if self.crop_pad_size < 0 or self.pool_batches < 0 or self.val_count < 0 or self.num_workers < 0:
+            raise ConfigError("data.crop_pad_size, pool_batches, val_count and num_workers must be >= 0")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -57,6 +69,26 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     sample_images: int = 4  # validation images written to samples/ each validation
+
+    def __post_init__(self):
+        positive = ("max_steps", "batch_size", "grad_accum")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        never_negative = (
+            "warmup_steps",
+            "log_every",
+            "validate_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        )
+        for name in never_negative + ("sample_images",):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

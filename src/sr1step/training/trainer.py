@@ -35,7 +35,8 @@ from ..data.degradations import BicubicDegradation, PairPool, RealESRGANDegradat
 from ..devices import resolve_device
 from ..engine import Engine, EngineOptions
 from .checkpoint import (
-    find_checkpoint,
+    CheckpointError,
+    find_checkpoints,
     load_checkpoint,
     load_process_state,
     process_file,
@@ -65,15 +66,18 @@ class TrainResult:
 
 
 class _StopFlag:
-    """First Ctrl-C: finish the step, save, exit. Second: stop at once."""
+    """First Ctrl-C or SIGTERM (a scheduler's stop, ``kill``): finish the step, save, exit.
+    A second one: stop at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self._old: dict = {}
 
     def __enter__(self):
         if sys.platform != "win32" and _is_main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
@@ -82,8 +86,8 @@ class _StopFlag:
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _is_main_thread() -> bool:
@@ -127,6 +131,21 @@ def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]
     return f
 
 
+def check_crop_fits(run: RunConfig, generator) -> None:
+    """Training crops must fit the network without padding: data.gt_size / scale must be a
+    multiple of the generator's ``pad_multiple``. Checked before the first step."""
+    from ..config import ConfigError
+
+    s, m = run.data.scale, max(1, generator.pad_multiple)
+    lr_size = run.data.gt_size // s
+    if lr_size % m:
+        fit = -(-lr_size // m) * m * s
+        raise ConfigError(
+            f"data.gt_size {run.data.gt_size} gives {lr_size} px LR crops, not a multiple of this "
+            f"network's {m}; use a multiple of {m * s}, e.g. {fit}"
+        )
+
+
 class Trainer:
     def __init__(
         self,
@@ -156,6 +175,7 @@ class Trainer:
         self.device = self.acc.device
         torch.manual_seed(mix_seed(cfg.seed, 0xC0FFEE))  # the same seed gives the same initial weights
         self.recipe = recipe_factory(run).to(self.device)
+        check_crop_fits(run, self.recipe.generator())
         self.nets = self.recipe.networks()
         if cfg.gradient_checkpointing:
             for net in self.nets.values():
@@ -211,6 +231,7 @@ class Trainer:
             flip=data.flip,
             cache=data.cache_images,
             rescale=data.rescale_gt,
+            log=self.log,
         )
         start = start_step * self.micro_per_step * cfg.batch_size * self.acc.num_processes
         sampler = StreamSampler(start, self.acc.process_index, self.acc.num_processes)
@@ -339,6 +360,21 @@ class Trainer:
         save_run_config(self.run, folder / "train_config.toml")
         return folder
 
+    def _resume(self, spec: str) -> Path:
+        """Load the checkpoint ``spec`` names; for ``latest``, a damaged newest checkpoint is
+        reported and the one before it is used."""
+        wrapped = {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()}
+        candidates = find_checkpoints(self.output / "checkpoints", spec)
+        for i, path in enumerate(candidates):
+            try:
+                self.step = load_checkpoint(path, wrapped, self.optimizers, self.schedulers, self.ema)
+                return path
+            except CheckpointError as err:
+                if i == len(candidates) - 1:
+                    raise
+                self.log(f"cannot resume from {path.name}: {err}; trying the checkpoint before it")
+        raise AssertionError("unreachable")
+
     def stage_pool(self) -> None:
         if self.pool.size > 0:
             stage_process_state(self.output / "checkpoints", self.acc.process_index, self.pool.state_dict())
@@ -368,14 +404,7 @@ class Trainer:
             self.output.mkdir(parents=True, exist_ok=True)
             save_run_config(self.run, self.output / "config.toml")
         if resume:
-            path = find_checkpoint(self.output / "checkpoints", resume)
-            self.step = load_checkpoint(
-                path,
-                {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()},
-                self.optimizers,
-                self.schedulers,
-                self.ema,
-            )
+            path = self._resume(resume)
             pool_state = load_process_state(path, self.acc.process_index)
             if pool_state is not None and len(pool_state.get("hr", ())) in (0, self.pool.size):
                 self.pool.load_state_dict(pool_state, self.device)
