@@ -191,3 +191,14 @@ def test_wavelet_takes_low_from_reference_and_high_from_content():
     assert torch.equal(apply_color_fix(content, smooth, "none"), content)
     with pytest.raises(ValueError):
         apply_color_fix(content, smooth, "bogus")
+
+
+def test_a_whole_multi_step_image_reports_each_network_call():
+    from sr1step.generators.resshift import ResShiftGenerator
+    from sr1step.methods.resshift import NETWORKS
+
+    torch.manual_seed(0)
+    gen = ResShiftGenerator(NETWORKS["tiny"])
+    calls = []
+    Engine(gen).run(torch.rand(1, 3, 16, 16), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)] and gen.on_step is None

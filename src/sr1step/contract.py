@@ -21,6 +21,7 @@ A generator with trainable weights also saves itself as a weight folder (``save_
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ class SRGenerator(nn.Module):
         None  # latent pixels per input pixel; set by generators that tile in latent space
     )
     steps: int = 1  # network evaluations per image (NFE)
+    # Set by the engine while it runs a whole image at once: called (done, total) after each
+    # network evaluation, so a long multi-step image shows progress.
+    on_step: Callable[[int, int], None] | None = None
 
     def forward(self, lr: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(self.denoise(self.encode(lr), noise))

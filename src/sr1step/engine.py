@@ -113,8 +113,12 @@ class Engine:
         noise = self._noise(x.shape[0], x.shape[-2], x.shape[-1])
         tiled = self.tile > 0 and (x.shape[-2] > self.tile or x.shape[-1] > self.tile)
         if not tiled:
-            out = g(x, noise) if noise is not None else g(x)
-            if progress is not None:
+            g.on_step = progress if g.steps > 1 else None  # per-step progress of a whole image
+            try:
+                out = g(x, noise) if noise is not None else g(x)
+            finally:
+                g.on_step = None
+            if progress is not None and g.steps <= 1:
                 progress(1, 1)
         elif self.latent:
             lat = g.latent_ratio  # latent pixels per input pixel (may be fractional: 0.5 for SD at x4)

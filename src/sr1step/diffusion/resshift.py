@@ -190,14 +190,14 @@ class ResShiftSchedule:
         sampler: str = "ancestral",
         clip: bool = False,
         steps: int | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
-        """Run the reverse chain from the prior.
+        """Run the reverse chain from the prior (``on_step(done, total)`` after each network call).
 
         ``noise`` holds the prior noise in its first C channels and, for the ancestral sampler,
         one more C-channel draw for each of the T-1 noisy steps after it (shape (B, C * T, H, W));
         the deterministic sampler uses the prior draw only. ``steps`` stops after that many network
-        calls (1 = the
-        one-step prediction at t = T-1, as SinSR/TAD-SR/RSD students run).
+        calls (1 = the one-step prediction at t = T-1, as SinSR/TAD-SR/RSD students run).
         """
         if sampler not in ("ancestral", "ddim"):
             raise ValueError(f"unknown sampler {sampler!r}; use ancestral or ddim")
@@ -207,6 +207,8 @@ class ResShiftSchedule:
         for i, step in enumerate(reversed(range(self.num_steps))):
             t = torch.full((y.shape[0],), step, dtype=torch.long, device=y.device)
             x0 = self.predict_x0(model_fn, x, y, t, clip)
+            if on_step is not None:
+                on_step(i + 1, min(n_calls, self.num_steps))
             if i + 1 == n_calls or step == 0:
                 return x0
             if sampler == "ddim":

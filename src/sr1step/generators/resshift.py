@@ -97,7 +97,13 @@ class ResShiftGenerator(SRGenerator):
 
         clip = self.config.autoencoder.kind == "pixel"
         return self.schedule.sample(
-            model_fn, z_y, noise, sampler=self.config.sampler, clip=clip, steps=self.steps
+            model_fn,
+            z_y,
+            noise,
+            sampler=self.config.sampler,
+            clip=clip,
+            steps=self.steps,
+            on_step=self.on_step,
         )
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
