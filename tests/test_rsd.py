@@ -29,25 +29,24 @@ def teacher(tmp_path):
     return gen.save_folder(tmp_path / "teacher", "resshift")
 
 
+def distill_run(method, teacher, steps=2, overrides=(), values=None):
+    """The method's tiny preset on ``teacher``, shrunk to 32 px crops and a few steps on the CPU."""
+    settings = [
+        f'model.teacher="{teacher}"',
+        f"train.max_steps={steps}",
+        'train.device="cpu"',
+        "train.validate_every=0",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        "data.gt_size=32",
+        "data.crop_pad_size=32",
+        "data.val_count=2",
+    ]
+    return method.run_config("distill", "tiny", None, [*settings, *overrides], values)
+
+
 def tiny_run(teacher, steps=2, overrides=(), **values):
-    return RSD.run_config(
-        "distill",
-        "tiny",
-        None,
-        [
-            f'model.teacher="{teacher}"',
-            f"train.max_steps={steps}",
-            'train.device="cpu"',
-            "train.validate_every=0",
-            "train.checkpoint_every=2",
-            "train.log_every=1",
-            "data.gt_size=32",
-            "data.crop_pad_size=32",
-            "data.val_count=2",
-            *overrides,
-        ],
-        values,
-    )
+    return distill_run(RSD, teacher, steps, overrides, values)
 
 
 def batch(seed=0, size=32):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import natural_image
 from PIL import Image
-from test_rsd import same
+from test_rsd import distill_run, same
 from typer.testing import CliRunner
 
 from sr1step.cli import app
@@ -29,23 +29,7 @@ def teacher(tmp_path):
 
 
 def tiny_run(teacher, steps=2, overrides=()):
-    return TADSR.run_config(
-        "distill",
-        "tiny",
-        None,
-        [
-            f'model.teacher="{teacher}"',
-            f"train.max_steps={steps}",
-            'train.device="cpu"',
-            "train.validate_every=0",
-            "train.checkpoint_every=2",
-            "train.log_every=1",
-            "data.gt_size=32",
-            "data.crop_pad_size=32",
-            "data.val_count=2",
-            *overrides,
-        ],
-    )
+    return distill_run(TADSR, teacher, steps, overrides)
 
 
 def batch(seed=0, size=32):

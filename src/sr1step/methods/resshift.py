@@ -324,21 +324,25 @@ def _resshift_run(network: str, model: dict, data: dict, train: dict) -> RunConf
     )
 
 
+# The data of every tiny preset: the built-in photos, bicubic x4, native-resolution 64 px crops
+# (the tiny teachers and their students must see the same kind of crops).
+TINY_DATA = dict(
+    degradation="bicubic",
+    gt_size=64,
+    crop_pad_size=64,
+    val_size=64,
+    val_count=8,
+    cache_images=True,
+    rescale_gt=False,
+)
+
 TRAIN_PRESETS = {
     # 2 CPU cores: tiny pixel-space network on the built-in photos, bicubic x4 (~0.7 s/step; the
     # one-step prediction beats bicubic within minutes, the 4-step chain after ~2000 steps).
     "tiny": lambda: _resshift_run(
         "tiny",
         {},
-        dict(
-            degradation="bicubic",
-            gt_size=64,
-            crop_pad_size=64,
-            val_size=64,
-            val_count=8,
-            cache_images=True,
-            rescale_gt=False,
-        ),
+        TINY_DATA,
         dict(
             max_steps=3000,
             batch_size=8,

@@ -30,7 +30,7 @@ from ..losses import d_loss, g_loss
 from ..nets.resshift_unet import GroupNorm32, ResShiftUNet
 from ..training.config import DataConfig, RunConfig, TrainConfig
 from ..training.recipe import Phase
-from .resshift import ResShiftDistillation, ResShiftFamily
+from .resshift import TINY_DATA, ResShiftDistillation, ResShiftFamily
 
 
 @dataclass(frozen=True)
@@ -232,15 +232,7 @@ TRAIN_PRESETS = {
     # 2 nodes, 2 fake steps, batch 2 at 64 px, MSE instead of LPIPS (no downloaded weights).
     "tiny": lambda: _rsd_run(
         RSDConfig(teacher="", nodes=(3, 1), fake_steps=2, perceptual="mse", perceptual_weight=1.0),
-        dict(
-            degradation="bicubic",
-            gt_size=64,
-            crop_pad_size=64,
-            val_size=64,
-            val_count=8,
-            cache_images=True,
-            rescale_gt=False,
-        ),
+        TINY_DATA,
         dict(
             max_steps=300,
             batch_size=2,

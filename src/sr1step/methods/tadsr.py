@@ -28,7 +28,7 @@ from ..diffusion.resshift import ResShiftSchedule
 from ..nets.resshift_unet import timestep_embedding
 from ..training.config import DataConfig, RunConfig, TrainConfig
 from ..training.recipe import Phase
-from .resshift import ResShiftDistillation, ResShiftFamily
+from .resshift import TINY_DATA, ResShiftDistillation, ResShiftFamily
 
 
 @dataclass(frozen=True)
@@ -279,15 +279,7 @@ TRAIN_PRESETS = {
     # discriminator, batch 2 at 64 px, bicubic degradation (the tiny teacher's own).
     "tiny": lambda: _tadsr_run(
         TADSRConfig(teacher="", hfsd_timesteps=(0,), disc_max_timestep=2, disc_embed_dim=32, disc_c_dim=16),
-        dict(
-            degradation="bicubic",
-            gt_size=64,
-            crop_pad_size=64,
-            val_size=64,
-            val_count=8,
-            cache_images=True,
-            rescale_gt=False,
-        ),
+        TINY_DATA,
         dict(
             max_steps=300,
             batch_size=2,
