@@ -383,3 +383,22 @@ def test_a_line_per_image_when_output_is_not_a_terminal(photo_dir, tmp_path):
     result = runner.invoke(app, ["upscale", str(photo_dir), str(tmp_path / "o")])
     lines = [ln for ln in result.output.splitlines() if ln.startswith(("done ", "failed ", "skipped "))]
     assert len(lines) == 6 and any(ln.startswith("done ") and "rgb.png" in ln for ln in lines)
+
+
+def test_ctrl_c_in_upscale_is_one_line_and_exit_130(photo_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time, sr1step.upscale as u; sys.argv = ['sr1step', 'upscale', sys.argv[1], sys.argv[2]];"
+        "u.run_jobs = lambda *a, **k: time.sleep(60); from sr1step.cli import main; main()"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(photo_dir), str(tmp_path / "o")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(8)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and not list((tmp_path / "o").glob("*.tmp"))

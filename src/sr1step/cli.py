@@ -643,7 +643,7 @@ def models_convert(
 
 
 def main() -> None:
-    app()
+    app()  # Ctrl-C: typer exits with 130, no traceback; outputs are atomic, nothing half-written stays
 
 
 if __name__ == "__main__":
