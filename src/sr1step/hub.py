@@ -168,9 +168,13 @@ def missing_message(card: ModelCard, missing: list[str]) -> str:
         lines.append(
             f"There is no Hugging Face copy; download it from the official release: {card.source_url}"
         )
-        lines.append(
-            f"and put it in {target}/ (keeping the file name), then run `sr1step models convert {card.name}`."
+        # autoencoders and base models are converted together with the models that need them
+        convert = (
+            ""
+            if card.method in ("autoencoder", "base-model")
+            else f", then run `sr1step models convert {card.name}`"
         )
+        lines.append(f"and put it in {target}/ (keeping the file name){convert}.")
     lines.append(f"Licence: {card.license}.")
     return "\n".join(lines)
 
