@@ -8,3 +8,12 @@ __version__ = "0.1.0"
 # package on import; sr1step never uses 4-bit layers, and users should not see an error-looking
 # line on every successful run.
 _logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
+
+
+def __getattr__(name: str):
+    # ``sr1step.Upscaler`` without importing torch for ``sr1step --help``.
+    if name in ("Upscaler", "EngineOptions"):
+        from . import api, engine
+
+        return {"Upscaler": api.Upscaler, "EngineOptions": engine.EngineOptions}[name]
+    raise AttributeError(f"module 'sr1step' has no attribute {name!r}")

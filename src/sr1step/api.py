@@ -1,9 +1,20 @@
-"""The library entry point: a method name and a ``--weights`` value -> a ready Engine.
+"""The library entry point: load a model once, upscale images of any kind.
 
-``sr1step upscale``, ``sr1step benchmark`` and Python users all load models through here.
+    import sr1step
+    up = sr1step.Upscaler("rsd", "runs/rsd/export", device="auto", tile=256)
+    big = up(Image.open("photo.jpg"))          # PIL in, PIL out (mode kept)
+    arr = up(np.asarray(...))                  # numpy (H, W[, C]) uint8/uint16/float in, the same back
+    t = up(torch.rand(3, 64, 64))              # tensor (C, H, W) or (B, C, H, W) in [0, 1], the same back
+
+``sr1step upscale`` and ``sr1step benchmark`` load models through here too.
 """
 
 from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .engine import Engine, EngineOptions
 from .registry import DEFAULT_METHOD, get_method
@@ -21,3 +32,123 @@ def load_engine(
     it in an Engine. ``options`` are validated when built, before anything is loaded."""
     m = get_method(method or DEFAULT_METHOD)
     return Engine(m.load_generator(weights, steps=steps, scale=scale), options or EngineOptions())
+
+
+def check_outscale(scale: float | None) -> None:
+    if scale is not None and not 0 < scale <= 16:
+        raise ValueError(f"--scale must be in (0, 16], got {scale:g}")
+
+
+class Upscaler:
+    """A loaded SR model: call it on a PIL image, a numpy array or a tensor.
+
+    Args:
+        method, weights: as ``sr1step upscale --method/--weights`` (None: the embedded default).
+        scale: output scale; the model's own by default, other scales are resized with Lanczos.
+        steps: sampling steps of multi-step methods.
+        engine options (keywords): device, dtype, tile, tile_overlap, tile_space, batch_size,
+            color_fix, seed, as on the command line; or ``options=EngineOptions(...)``.
+    """
+
+    def __init__(
+        self,
+        method: str | None = None,
+        weights: str | None = None,
+        *,
+        scale: float | None = None,
+        steps: int | None = None,
+        options: EngineOptions | None = None,
+        **engine_options,
+    ):
+        check_outscale(scale)
+        if options is not None and engine_options:
+            raise ValueError("give either options=EngineOptions(...) or engine keywords, not both")
+        self.engine = load_engine(
+            method, weights, options or EngineOptions(**engine_options), steps=steps, scale=scale
+        )
+        self.scale = scale if scale is not None else self.engine.generator.scale
+
+    @property
+    def notes(self) -> list[str]:
+        return self.engine.notes
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return max(1, round(width * self.scale)), max(1, round(height * self.scale))
+
+    def upscale_rgb(self, rgb: np.ndarray, alpha: np.ndarray | None = None, progress=None):
+        """(H, W, 3) float32 RGB in [0, 1] (+ (H, W) alpha) -> the upscaled (rgb, alpha)."""
+        lr = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        sr = self.engine.run(lr, progress=progress)[0].permute(1, 2, 0).numpy()
+        target = self.output_size(rgb.shape[1], rgb.shape[0])
+        if (sr.shape[1], sr.shape[0]) != target:
+            interp = cv2.INTER_LANCZOS4 if target[0] > sr.shape[1] else cv2.INTER_AREA
+            sr = np.clip(cv2.resize(sr, target, interpolation=interp), 0, 1)
+        if alpha is not None:  # alpha is not an image for the model: plain bicubic
+            a = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None, None]
+            a = F.interpolate(a, size=(target[1], target[0]), mode="bicubic", align_corners=False)
+            alpha = a.clamp(0, 1)[0, 0].numpy()
+        return sr, alpha
+
+    def __call__(self, image):
+        if isinstance(image, torch.Tensor):
+            return self._tensor(image)
+        if isinstance(image, np.ndarray):
+            return self._array(image)
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return self._pil(image)
+        raise TypeError(f"expected a PIL image, a numpy array or a torch tensor, got {type(image).__name__}")
+
+    def _tensor(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (3, 4) or x.shape[-3] != 3:
+            raise ValueError(
+                f"expected a (3, H, W) or (B, 3, H, W) tensor in [0, 1], got shape {tuple(x.shape)}"
+            )
+        batch = x[None] if x.dim() == 3 else x
+        out = self.engine.run(batch.detach().float())
+        h, w = batch.shape[-2:]
+        tw, th = self.output_size(w, h)
+        if out.shape[-2:] != (th, tw):
+            out = F.interpolate(
+                out, size=(th, tw), mode="bicubic", align_corners=False, antialias=True
+            ).clamp(0, 1)
+        out = out.to(x.device, x.dtype if x.is_floating_point() else torch.float32)
+        return out[0] if x.dim() == 3 else out
+
+    def _array(self, a: np.ndarray) -> np.ndarray:
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+            raise ValueError(
+                f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got shape {a.shape}"
+            )
+        if a.dtype == np.uint8:
+            values, top = a.astype(np.float32) / 255, 255
+        elif a.dtype == np.uint16:
+            values, top = a.astype(np.float32) / 65535, 65535
+        elif np.issubdtype(a.dtype, np.floating):
+            values, top = a.astype(np.float32), None
+        else:
+            raise ValueError(f"unsupported array dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
+        gray = values.ndim == 2 or values.shape[2] == 1
+        plane = values if values.ndim == 3 else values[:, :, None]
+        rgb = np.repeat(plane[:, :, :1], 3, axis=2) if gray else plane[:, :, :3]
+        alpha = plane[:, :, 3] if plane.shape[2] == 4 else None
+        sr, sr_alpha = self.upscale_rgb(rgb, alpha)
+        out = sr.mean(axis=2, keepdims=True) if gray else sr
+        if alpha is not None:
+            out = np.concatenate([out, sr_alpha[:, :, None]], axis=2)
+        if a.ndim == 2:
+            out = out[:, :, 0]
+        if top is not None:
+            return (np.clip(out, 0, 1) * top + 0.5).astype(a.dtype)
+        return out.astype(a.dtype)
+
+    def _pil(self, im):
+        from PIL import Image
+
+        mode = im.mode
+        work = im.convert(
+            "RGBA" if ("A" in mode or "transparency" in im.info) else ("L" if mode in ("1", "L") else "RGB")
+        )
+        out = Image.fromarray(self._array(np.asarray(work)))
+        return out if out.mode == mode or mode not in ("RGB", "RGBA", "L") else out.convert(mode)

@@ -84,7 +84,7 @@ def upscale(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done, load no model."),
 ) -> None:
     """Upscale an image or a folder of images."""
-    from .api import load_engine
+    from .api import Upscaler, check_outscale
     from .engine import EngineOptions
     from .upscale import UpscaleOptions, check_writable, plan_jobs
 
@@ -95,9 +95,9 @@ def upscale(
             overwrite=overwrite,
             recursive=recursive,
             max_pixels=max_pixels,
-            outscale=scale,
             quality=quality,
         )
+        check_outscale(scale)
         jobs = plan_jobs(input, output, options)
         engine_options = EngineOptions(
             device=device,
@@ -131,10 +131,10 @@ def upscale(
     except PermissionError as err:
         raise usage_error(str(err)) from None
     with _exit_codes():
-        engine = load_engine(method, weights, engine_options, steps=steps, scale=scale)
-    for note in engine.notes:
+        upscaler = Upscaler(method, weights, scale=scale, steps=steps, options=engine_options)
+    for note in upscaler.notes:
         err_console.print(f"[yellow]note:[/yellow] {note}")
-    summary = _run_with_progress(jobs, engine, options)
+    summary = _run_with_progress(jobs, upscaler, options)
     raise typer.Exit(summary.exit_code)
 
 
@@ -154,7 +154,7 @@ def _exit_codes():
         raise usage_error(str(err)) from None
 
 
-def _run_with_progress(jobs, engine, options):
+def _run_with_progress(jobs, upscaler, options):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .upscale import Callbacks, Summary, run_jobs
@@ -186,7 +186,7 @@ def _run_with_progress(jobs, engine, options):
                     f"{result.status} {result.source}{where} ({result.seconds:.1f} s){why}", soft_wrap=True
                 )
 
-        summary.results = run_jobs(jobs, engine, options, Callbacks(started, tiles_done, image_done))
+        summary.results = run_jobs(jobs, upscaler, options, Callbacks(started, tiles_done, image_done))
     _print_summary(summary)
     return summary
 

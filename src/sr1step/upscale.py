@@ -13,17 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from .engine import Engine
+from .api import Upscaler
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     WRITE_EXTS,
     ImageReadError,
-    LoadedImage,
     list_images,
     output_extension,
     read_image,
@@ -38,7 +32,6 @@ class UpscaleOptions:
     overwrite: bool = False
     recursive: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
-    outscale: float | None = None  # final output scale; None = the generator's own
     quality: int = 95
 
     def __post_init__(self):
@@ -46,8 +39,6 @@ class UpscaleOptions:
             raise ValueError(f"unknown output format {self.ext!r}; use auto, png, jpg, webp or tif")
         if any(c in self.suffix for c in "/\\") or self.suffix in (".", ".."):
             raise ValueError(f"--suffix {self.suffix!r} must not contain a path separator")
-        if self.outscale is not None and not 0 < self.outscale <= 16:
-            raise ValueError(f"--scale must be in (0, 16], got {self.outscale:g}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"--quality must be in 1..100, got {self.quality}")
         if self.max_pixels is not None and self.max_pixels < 1:
@@ -112,27 +103,9 @@ def plan_jobs(input_path: Path, output: Path, options: UpscaleOptions) -> list[J
     return jobs
 
 
-def upscale_array(engine: Engine, image: LoadedImage, outscale: float | None, progress=None):
-    """SR of one decoded image -> (rgb (H, W, 3) float32, alpha (H, W) or None)."""
-    lr = torch.from_numpy(image.rgb).permute(2, 0, 1)[None]
-    sr = engine.run(lr, progress=progress)[0].permute(1, 2, 0).numpy()
-    h, w = image.rgb.shape[:2]
-    scale = outscale if outscale is not None else engine.generator.scale
-    target = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if (sr.shape[1], sr.shape[0]) != target:
-        interp = cv2.INTER_LANCZOS4 if target[0] > sr.shape[1] else cv2.INTER_AREA
-        sr = np.clip(cv2.resize(sr, target, interpolation=interp), 0, 1)
-    alpha = None
-    if image.alpha is not None:
-        a = torch.from_numpy(image.alpha)[None, None]
-        alpha = F.interpolate(a, size=(target[1], target[0]), mode="bicubic", align_corners=False)
-        alpha = alpha.clamp(0, 1)[0, 0].numpy()
-    return sr, alpha
-
-
 def run_jobs(
     jobs: list[Job],
-    engine: Engine,
+    upscaler: Upscaler,
     options: UpscaleOptions,
     callbacks: Callbacks | None = None,
 ) -> list[Result]:
@@ -141,7 +114,7 @@ def run_jobs(
     results = []
     for job in jobs:
         start = time.perf_counter()
-        result = _run_one(job, engine, options, inputs, cb)
+        result = _run_one(job, upscaler, options, inputs, cb)
         result.seconds = time.perf_counter() - start
         cb.image_done(result)
         results.append(result)
@@ -156,7 +129,9 @@ def _refusal(target: Path, inputs: set[Path], overwrite: bool) -> tuple[str, str
     return None
 
 
-def _run_one(job: Job, engine: Engine, options: UpscaleOptions, inputs: set[Path], cb: Callbacks) -> Result:
+def _run_one(
+    job: Job, upscaler: Upscaler, options: UpscaleOptions, inputs: set[Path], cb: Callbacks
+) -> Result:
     refusal = _refusal(job.target, inputs, options.overwrite)
     if refusal:
         return Result(job.source, job.target, *refusal)
@@ -178,9 +153,9 @@ def _run_one(job: Job, engine: Engine, options: UpscaleOptions, inputs: set[Path
         if target.exists() and not options.overwrite:  # another run finished it meanwhile
             return Result(job.source, target, "skipped", "output exists (use --overwrite)")
         h, w = image.rgb.shape[:2]
-        cb.image_started(job, engine.num_tiles(h, w))
+        cb.image_started(job, upscaler.engine.num_tiles(h, w))
         try:
-            rgb, alpha = upscale_array(engine, image, options.outscale, progress=cb.tiles_done)
+            rgb, alpha = upscaler.upscale_rgb(image.rgb, image.alpha, progress=cb.tiles_done)
         except (RuntimeError, MemoryError) as err:
             reason = str(err).splitlines()[0][:200]
             if "out of memory" in reason.lower() or isinstance(err, MemoryError):
