@@ -392,13 +392,19 @@ def test_ctrl_c_in_upscale_is_one_line_and_exit_130(photo_dir, tmp_path):
     import sys
     import time
 
+    ready = tmp_path / "ready"
     code = (
-        "import sys, time, sr1step.upscale as u; sys.argv = ['sr1step', 'upscale', sys.argv[1], sys.argv[2]];"
-        "u.run_jobs = lambda *a, **k: time.sleep(60); from sr1step.cli import main; main()"
+        "import sys, time, pathlib, sr1step.upscale as u;"
+        "ready = pathlib.Path(sys.argv[3]); sys.argv = ['sr1step', 'upscale', sys.argv[1], sys.argv[2]];"
+        "u.run_jobs = lambda *a, **k: (ready.write_text('1'), time.sleep(120));"
+        "from sr1step.cli import main; main()"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(photo_dir), str(tmp_path / "o")],
+    proc = subprocess.Popen([sys.executable, "-c", code, str(photo_dir), str(tmp_path / "o"), str(ready)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(8)
-    os.kill(proc.pid, signal.SIGINT)
+    deadline = time.time() + 240
+    while not ready.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ready.exists(), proc.communicate()[1][-2000:]
+    os.kill(proc.pid, signal.SIGINT)  # while the batch runs
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and not list((tmp_path / "o").glob("*.tmp"))
