@@ -12,7 +12,8 @@ ROOT = Path(__file__).parents[1] / "src" / "sr1step"
 # and any unit of a lower layer, never one of its own layer or above.
 LAYERS = [
     {"config", "devices", "files", "tiling", "colorfix", "contract"},
-    {"weights", "imageio", "hub"},
+    {"weights", "imageio", "download"},
+    {"hub"},
     {"nets", "diffusion", "data", "losses", "metrics"},
     {"engine", "generators"},
     {"training"},

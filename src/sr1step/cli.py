@@ -82,9 +82,15 @@ def upscale(
     ),
     quality: int = typer.Option(95, "--quality", help="JPEG/WebP quality."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be done, load no model."),
+    no_download: bool = typer.Option(
+        False, "--no-download", help="Never download weights (as SR1STEP_OFFLINE=1); say what is missing."
+    ),
 ) -> None:
     """Upscale an image or a folder of images."""
     from .api import Upscaler, check_outscale
+
+    if no_download:
+        os.environ["SR1STEP_OFFLINE"] = "1"
     from .engine import EngineOptions
     from .upscale import UpscaleOptions, check_writable, plan_jobs
 

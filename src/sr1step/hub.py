@@ -19,6 +19,7 @@ from pathlib import Path
 import tomllib
 
 from .config import from_dict, unknown_name_error
+from .download import DownloadError, download, downloads_allowed, is_direct
 
 REPO_SPEC = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 
@@ -41,6 +42,7 @@ class ModelCard:
     revision: str = ""  # pinned commit of repo_id
     requires: tuple[str, ...] = ()  # other cards this model needs (e.g. its autoencoder)
     public_download: bool = True  # false: the authors published no link (the notes say how to get it)
+    sha256: dict = field(default_factory=dict)  # file -> pinned sha256 of direct downloads, where known
     preset: str = ""  # generator preset of the method (network config, schedule)
     paper: str = ""
     notes: str = ""
@@ -189,6 +191,13 @@ def _find_or_download(card: ModelCard) -> tuple[dict[str, Path], list[str]]:
             from huggingface_hub import hf_hub_download
 
             found = Path(hf_hub_download(card.repo_id, filename, revision=card.revision or None))
+        elif (
+            found is None and not card.on_hub and downloads_allowed() and is_direct(card.source_url, filename)
+        ):
+            try:
+                found = download(card.source_url, local_dir(card) / filename, card.sha256.get(filename))
+            except DownloadError as err:
+                raise WeightsNotFoundError(f"{err}\n{missing_message(card, [filename])}") from None
         if found is None:
             missing.append(filename)
         else:
