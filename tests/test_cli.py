@@ -394,6 +394,8 @@ def test_ctrl_c_in_upscale_is_one_line_and_exit_130(photo_dir, tmp_path):
 
     ready = tmp_path / "ready"
     code = (
+        # a background job (CI) inherits SIGINT ignored; a terminal's Ctrl-C raises KeyboardInterrupt
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
         "import sys, time, pathlib, sr1step.upscale as u;"
         "ready = pathlib.Path(sys.argv[3]); sys.argv = ['sr1step', 'upscale', sys.argv[1], sys.argv[2]];"
         "u.run_jobs = lambda *a, **k: (ready.write_text('1'), time.sleep(120));"
