@@ -19,7 +19,7 @@ LAYERS = [
     {"training"},
     {"methods"},
     {"registry"},
-    {"api", "convert"},
+    {"api", "convert", "publish"},
     {"upscale", "benchmark"},
     {"cli"},
 ]

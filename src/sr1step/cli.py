@@ -623,6 +623,34 @@ def models_download(
     raise typer.Exit(1 if failed else 0)
 
 
+@models_app.command("push")
+def models_push(
+    folder: Path = typer.Argument(..., help="A weight folder written by train/distill (RUN/export)."),
+    repo_id: str = typer.Argument(..., help="Hub repo ORG/NAME (created if missing)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the model card and the file list; upload nothing."
+    ),
+) -> None:
+    """Upload trained weights to the Hugging Face Hub with a generated model card."""
+    from .publish import plan_push, push
+
+    with _exit_codes():
+        plan = plan_push(folder, repo_id, private)
+    if dry_run:
+        typer.echo(plan.card)
+        typer.echo("files: " + ", ".join(plan.files))
+        return
+    try:
+        revision = push(plan)
+    except Exception as err:  # network, authentication, permissions: one line
+        raise run_error(
+            f"upload to {repo_id} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
+    console.print(f"pushed {folder} -> {repo_id}@{revision}")
+    console.print(f"load it with: sr1step upscale in/ out/ --weights {repo_id}@{revision} --method METHOD")
+
+
 @models_app.command("convert")
 def models_convert(
     name: str = typer.Argument(..., help="Model name, or a path to an official checkpoint file."),

@@ -215,6 +215,7 @@ class Trainer:
         shared_draws = 1 + sum(p.repeats if p.fresh_batch else p.repeats - 1 for p in self.recipe.phases)
         self.micro_per_step = cfg.grad_accum * shared_draws
         self.step = 0
+        self.last_validation: dict = {}
 
     def phase_lr(self, phase: str) -> float:
         return self.recipe.phase_lrs.get(phase, self.run.train.lr)
@@ -356,7 +357,10 @@ class Trainer:
     def export(self) -> Path:
         folder = self.output / "export"
         with self.ema_weights():
-            self.recipe.export(folder, self.run.method, {"train_steps": self.step})
+            info = {"train_steps": self.step}
+            if self.last_validation:  # the figures `sr1step models push` puts on the model card
+                info["validation"] = self.last_validation
+            self.recipe.export(folder, self.run.method, info)
         save_run_config(self.run, folder / "train_config.toml")
         return folder
 
@@ -444,6 +448,7 @@ class Trainer:
                     scores = self.validate(valset, self.step)
                     self.acc.log({f"val/{k}": v for k, v in scores.items()}, step=self.step)
                     result.validations.append({"step": self.step, **scores})
+                    self.last_validation = {"step": self.step, **{k: round(v, 4) for k, v in scores.items()}}
                     self.log(_format_scores(self.step, scores))
                 if (
                     (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
