@@ -331,3 +331,42 @@ def test_two_weight_folders_named_alike_get_distinct_rows(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in res["results"]] == ["resshift:a/export", "resshift:b/export"]
     assert set(res["environment"]["weights"]) == {"resshift:a/export", "resshift:b/export"}
+
+
+def test_report_html_references_existing_images_of_every_method(tmp_path):
+    import re
+
+    from sr1step.benchmark.report import zoom_boxes
+    from sr1step.generators.resshift import ResShiftGenerator
+    from sr1step.methods.resshift import NETWORKS
+
+    make_pairs(tmp_path / "set", ["a", "b"], size=64)
+    torch.manual_seed(0)
+    weights = ResShiftGenerator(NETWORKS["tiny"]).save_folder(tmp_path / "w", "resshift")
+    out = tmp_path / "r"
+    args = [
+        "benchmark",
+        "-D",
+        str(tmp_path / "set"),
+        "-m",
+        "bicubic",
+        "-m",
+        f"resshift:{weights}",
+        "--metrics",
+        "psnr",
+    ]
+    result = runner.invoke(app, args + ["-o", str(out), "--device", "cpu", "--save-images"])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    sources = re.findall(r"src='([^']+)'", page)
+    assert sources and all((out / s).is_file() for s in sources)
+    assert "http" not in page.lower().replace("charset", "")  # nothing fetched from outside
+    for label in ("bicubic", "resshift:w", "LR (nearest)", "HR", ">a<", ">b<", "PSNR"):
+        assert label in page, label
+    # per image: a full row and two zoom rows of (LR, bicubic = a method here, resshift, HR) panels
+    assert len(sources) == 2 * 3 * 4
+    # the zoom goes where the outputs differ
+    a, b = np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 3), np.float32)
+    b[40:56, 8:24] = 1.0
+    (y, x), _ = zoom_boxes([a, b], 16)
+    assert 24 <= y <= 40 and 0 <= x <= 16

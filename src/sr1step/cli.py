@@ -538,6 +538,10 @@ def benchmark(
     write_results(output, rows, speed_rows, pub, environment(dev, refs, provenance), names, crop_border)
     _print_benchmark(rows, speed_rows, pub, names)
     console.print(f"results: {output / 'results.md'}")
+    if save_images and loaded:
+        from .benchmark.report import write_report
+
+        console.print(f"report: {write_report(output, rows, speed_rows, pub, names, loaded)}")
     failed = failed or any(r.problems for r in rows)
     raise typer.Exit(1 if failed else 0)
 

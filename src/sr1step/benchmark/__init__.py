@@ -103,6 +103,7 @@ class Row:
     problems: list[tuple[str, str]]  # (file, reason): reported, never averaged silently
     nfe: int = 0
     params_m: float = 0.0
+    sr_folder: str | None = None  # the saved SR images (--save-images)
 
 
 def _settings_hash(ref: MethodRef, opts: BenchOptions) -> str:
@@ -236,6 +237,8 @@ class Benchmark:
         if not self.opts.save_images:
             shutil.rmtree(sr_dir, ignore_errors=True)
         row = Row(ref.label, dataset, len(names), means, unavailable, problems)
+        if self.opts.save_images:
+            row.sr_folder = str(sr_dir)
         if engine is not None:
             row.nfe, row.params_m = engine.generator.steps, engine.generator.num_parameters() / 1e6
         return row
