@@ -440,9 +440,15 @@ def benchmark(
     limit: int | None = typer.Option(
         None, "--limit", help="Only the first N images of each set (quick checks)."
     ),
+    no_download: bool = typer.Option(
+        False, "--no-download", help="Never download weights (as SR1STEP_OFFLINE=1)."
+    ),
 ) -> None:
     """Evaluate methods on test sets with the papers' metric settings; speed and size with --speed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    if no_download:
+        os.environ["SR1STEP_OFFLINE"] = "1"
 
     from .benchmark import (
         Benchmark,

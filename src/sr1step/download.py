@@ -113,6 +113,14 @@ def download(
                 + (f", resuming at {have / 2**20:.1f} MB" if resumed else "")
             )
             done = have
+            bar = None
+            if progress is None and sys.stderr.isatty():  # a rich bar on a terminal, the line above in logs
+                from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+                bar = Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True)
+                task = bar.add_task(dest.name, total=total, completed=have)
+                bar.start()
+                progress = lambda n, _total: bar.update(task, completed=n)  # noqa: E731
             try:
                 with open(part, "ab" if resumed else "wb") as f:
                     while True:
@@ -127,6 +135,9 @@ def download(
                 raise DownloadError(
                     f"{url}: the connection broke at {done / 2**20:.1f} MB ({err}); run again to resume"
                 ) from None
+            finally:
+                if bar is not None:
+                    bar.stop()
             if total is not None and done < total:
                 raise DownloadError(
                     f"{url}: the connection closed at {done} of {total} bytes; run again to resume"
