@@ -152,4 +152,5 @@ def download(
     os.replace(part, dest)
     if not expected:
         _record(dest, digest)  # verified against on later downloads
+        _say(f"{dest.name}: no checksum is pinned for it; recorded sha256 {digest} for later downloads")
     return dest
