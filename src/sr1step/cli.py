@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_app = typer.Typer(
-    help="List, download and convert model weights (model cards in models/).", no_args_is_help=True
+    help="List, download, convert and push model weights (model cards in models/).", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
 
