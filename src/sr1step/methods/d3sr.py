@@ -26,7 +26,7 @@ from ..hub import WeightsNotFoundError
 from ..losses import EADISTS, d_loss, g_loss
 from ..nets.diffusion_discriminator import DISC_TARGETS, DiffusionDiscriminator, DiffusionDiscriminatorConfig
 from ..nets.sd_base import LoraSettings, add_unet_lora, add_vae_encoder_lora, embed_prompt
-from ..training.config import DataConfig, RunConfig, TrainConfig
+from ..training.config import RunConfig
 from ..training.recipe import Phase, Recipe
 from .base import Method
 
@@ -165,10 +165,6 @@ class D3SRRecipe(Recipe):
         return self.gen
 
 
-def _d3sr_run(model: D3SRConfig, data: dict, train: dict) -> RunConfig:
-    return RunConfig("d3sr", model, DataConfig(**data), TrainConfig(**train))
-
-
 TINY_LORA = LoraSettings(rank=4, alpha=4.0)
 FULL_DATA = dict(degradation="realesrgan", gt_size=512, crop_pad_size=576, val_size=512, val_count=8)
 FULL_TRAIN = dict(
@@ -186,7 +182,8 @@ FULL_TRAIN = dict(
 )
 TRAIN_PRESETS = {
     # Random tiny SD UNet/VAE and SDXL-like discriminator, random-VGG DISTS: CPU, seconds per step.
-    "tiny": lambda: _d3sr_run(
+    "tiny": lambda: RunConfig.build(
+        "d3sr",
         D3SRConfig(
             generator=SDOneStepConfig(base="tiny", lora=TINY_LORA, vae_tile=0),
             discriminator=DiffusionDiscriminatorConfig(
@@ -215,9 +212,10 @@ TRAIN_PRESETS = {
         ),
     ),
     # The paper's setting as we read it: SD-Turbo generator, SDXL-base discriminator (docs/methods/d3sr.md).
-    "sd-turbo": lambda: _d3sr_run(D3SRConfig(frozen_dtype="bf16"), FULL_DATA, FULL_TRAIN),
+    "sd-turbo": lambda: RunConfig.build("d3sr", D3SRConfig(frozen_dtype="bf16"), FULL_DATA, FULL_TRAIN),
     # The smaller option: SD 2.1-base for both the generator and the discriminator.
-    "sd21": lambda: _d3sr_run(
+    "sd21": lambda: RunConfig.build(
+        "d3sr",
         D3SRConfig(
             generator=SDOneStepConfig(base="sd-2-1-base"),
             discriminator=DiffusionDiscriminatorConfig(backbone="sd-2-1-base"),

@@ -28,7 +28,7 @@ from ..generators.resshift import ResShiftConfig, ResShiftGenerator
 from ..hub import ModelCard, WeightsNotFoundError, converted_dir, download_card, get_card
 from ..nets.autoencoders import AutoencoderConfig, convert_ldm_vq_state_dict
 from ..nets.resshift_unet import ResShiftUNetConfig, load_official_state, widen_input_conv
-from ..training.config import DataConfig, RunConfig, TrainConfig
+from ..training.config import RunConfig
 from ..training.recipe import Batch, Recipe
 from ..weights import WeightFileError, describe_mismatch, load_state_dict
 from .base import Method
@@ -316,12 +316,7 @@ def _weights_file(spec: str) -> Path:
 
 
 def _resshift_run(network: str, model: dict, data: dict, train: dict) -> RunConfig:
-    return RunConfig(
-        "resshift",
-        ResShiftTraining(network=NETWORKS[network], **model),
-        DataConfig(**data),
-        TrainConfig(**train),
-    )
+    return RunConfig.build("resshift", ResShiftTraining(network=NETWORKS[network], **model), data, train)
 
 
 # The data of every tiny preset: the built-in photos, bicubic x4, native-resolution 64 px crops

@@ -28,7 +28,7 @@ from torch import nn
 from ..config import ConfigError
 from ..losses import d_loss, g_loss
 from ..nets.resshift_unet import GroupNorm32, ResShiftUNet
-from ..training.config import DataConfig, RunConfig, TrainConfig
+from ..training.config import RunConfig
 from ..training.recipe import Phase
 from .resshift import TINY_DATA, ResShiftDistillation, ResShiftFamily
 
@@ -205,14 +205,11 @@ class RSDRecipe(ResShiftDistillation):
         return loss, logs
 
 
-def _rsd_run(model: RSDConfig, data: dict, train: dict) -> RunConfig:
-    return RunConfig("rsd", model, DataConfig(**data), TrainConfig(**train))
-
-
 TRAIN_PRESETS = {
     # configs/RSD.yaml: ImageNet 256 crops, Real-ESRGAN degradation; AdamW 5e-5 (0.9, 0.95), no
     # schedule, EMA 0.999, batch 64 (one GPU: 16 x 4 accumulation; 4 GPUs: grad_accum = 1), fp32.
-    "rsd": lambda: _rsd_run(
+    "rsd": lambda: RunConfig.build(
+        "rsd",
         RSDConfig(),
         dict(degradation="realesrgan", gt_size=256, crop_pad_size=300, val_size=256),
         dict(
@@ -227,10 +224,11 @@ TRAIN_PRESETS = {
             checkpoint_every=200,
             seed=123456,
         ),
-    ),  # fmt: skip
+    ),
     # A tiny pixel-space teacher (`sr1step train -m resshift -p tiny`, or a random one in tests):
     # 2 nodes, 2 fake steps, batch 2 at 64 px, MSE instead of LPIPS (no downloaded weights).
-    "tiny": lambda: _rsd_run(
+    "tiny": lambda: RunConfig.build(
+        "rsd",
         RSDConfig(teacher="", nodes=(3, 1), fake_steps=2, perceptual="mse", perceptual_weight=1.0),
         TINY_DATA,
         dict(
@@ -244,7 +242,7 @@ TRAIN_PRESETS = {
             log_every=10,
             sample_images=4,
         ),
-    ),  # fmt: skip
+    ),
 }
 
 RSD = ResShiftFamily(

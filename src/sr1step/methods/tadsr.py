@@ -26,7 +26,7 @@ from torch import nn
 from ..config import ConfigError
 from ..diffusion.resshift import ResShiftSchedule
 from ..nets.resshift_unet import timestep_embedding
-from ..training.config import DataConfig, RunConfig, TrainConfig
+from ..training.config import RunConfig
 from ..training.recipe import Phase
 from .resshift import TINY_DATA, ResShiftDistillation, ResShiftFamily
 
@@ -254,14 +254,11 @@ class TADSRRecipe(ResShiftDistillation):
         return loss, logs
 
 
-def _tadsr_run(model: TADSRConfig, data: dict, train: dict) -> RunConfig:
-    return RunConfig("tadsr", model, DataConfig(**data), TrainConfig(**train))
-
-
 TRAIN_PRESETS = {
     # configs/TAD-SR.yaml: ImageNet 256 crops, Real-ESRGAN degradation, batch 8; AdamW 5e-5, wd 0,
     # 5k linear warm-up, EMA 0.999, 30k iterations.
-    "tadsr": lambda: _tadsr_run(
+    "tadsr": lambda: RunConfig.build(
+        "tadsr",
         TADSRConfig(),
         dict(degradation="realesrgan", gt_size=256, crop_pad_size=300, val_size=256),
         dict(
@@ -274,10 +271,11 @@ TRAIN_PRESETS = {
             validate_every=1000,
             checkpoint_every=1000,
         ),
-    ),  # fmt: skip
+    ),
     # A tiny pixel-space teacher (T = 4): student at t = 3, t_h = 0, t_d in 0..2, a small
     # discriminator, batch 2 at 64 px, bicubic degradation (the tiny teacher's own).
-    "tiny": lambda: _tadsr_run(
+    "tiny": lambda: RunConfig.build(
+        "tadsr",
         TADSRConfig(teacher="", hfsd_timesteps=(0,), disc_max_timestep=2, disc_embed_dim=32, disc_c_dim=16),
         TINY_DATA,
         dict(
@@ -291,7 +289,7 @@ TRAIN_PRESETS = {
             log_every=10,
             sample_images=4,
         ),
-    ),  # fmt: skip
+    ),
 }
 
 TADSR = ResShiftFamily(

@@ -98,6 +98,11 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @classmethod
+    def build(cls, method: str, model: Any, data: dict, train: dict) -> RunConfig:
+        """A preset: the method's model config plus keyword dicts of the data and train sections."""
+        return cls(method, model, DataConfig(**data), TrainConfig(**train))
+
     def to_dict(self) -> dict:
         return {
             "method": self.method,

@@ -368,16 +368,17 @@ class Trainer:
         """Load the checkpoint ``spec`` names; for ``latest``, a damaged newest checkpoint is
         reported and the one before it is used."""
         wrapped = {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()}
-        candidates = find_checkpoints(self.output / "checkpoints", spec)
-        for i, path in enumerate(candidates):
+        *newer, oldest = find_checkpoints(self.output / "checkpoints", spec)  # newest first
+        for path in newer:
             try:
                 self.step = load_checkpoint(path, wrapped, self.optimizers, self.schedulers, self.ema)
                 return path
             except CheckpointError as err:
-                if i == len(candidates) - 1:
-                    raise
                 self.log(f"cannot resume from {path.name}: {err}; trying the checkpoint before it")
-        raise AssertionError("unreachable")
+        self.step = load_checkpoint(
+            oldest, wrapped, self.optimizers, self.schedulers, self.ema
+        )  # its error is final
+        return oldest
 
     def stage_pool(self) -> None:
         if self.pool.size > 0:
