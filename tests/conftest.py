@@ -18,6 +18,9 @@ os.environ["HF_HOME"] = str(_ROOT / "hf-home")
 os.environ["TORCH_HOME"] = str(_ROOT / "torch-home")
 os.environ["SR1STEP_HOME"] = str(_ROOT / "sr1step-home")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# `--dtype auto` is bf16 on CPUs with native bf16; tests compare against fp32 references, and the
+# bf16 path is tested with an explicit dtype.
+os.environ["SR1STEP_CPU_BF16"] = "0"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -55,7 +55,7 @@ def test_help_for_every_command(command):
 
 def test_upscale_folder_bicubic(photo_dir, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["upscale", str(photo_dir), str(out), "--recursive"])
+    result = runner.invoke(app, ["upscale", str(photo_dir), str(out), "--recursive", "-m", "bicubic"])
     assert result.exit_code == 1, result.output  # the two bad files failed, the rest written
     assert "empty file" in result.output and "corrupt" in result.output
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -177,9 +177,15 @@ def test_missing_input_and_unknown_method_suggestion(tmp_path):
 
 def test_bicubic_takes_no_weights(photo_dir, tmp_path):
     result = runner.invoke(
-        app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "--weights", str(photo_dir)]
+        app,
+        ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "-m", "bicubic", "-w", str(photo_dir)],
     )
     assert result.exit_code == 2 and "does not load model weights" in result.output
+    # weights that do not name their method need --method
+    result = runner.invoke(
+        app, ["upscale", str(photo_dir / "rgb.png"), str(tmp_path / "o"), "-w", str(photo_dir)]
+    )
+    assert result.exit_code == 2 and "give --method" in " ".join(result.output.split())
 
 
 def test_missing_weights_message_names_file(photo_dir, tmp_path):
@@ -278,7 +284,7 @@ def test_in_place_with_a_suffix_works_and_true_collisions_are_refused(photo_dir)
 def test_unwritable_output_fails_before_loading_a_model(photo_dir, tmp_path, monkeypatch):
     import sr1step.api
 
-    monkeypatch.setattr(sr1step.api, "get_method", lambda name: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(sr1step.api, "method_for", lambda *a: pytest.fail("a model was loaded"))
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(blocker / "out")])

@@ -202,3 +202,71 @@ def test_a_whole_multi_step_image_reports_each_network_call():
     calls = []
     Engine(gen).run(torch.rand(1, 3, 16, 16), progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)] and gen.on_step is None
+
+
+@pytest.mark.parametrize("tile, overlap, batch", [(24, 16, 1), (32, 12, 3), (16, 8, 5)])
+def test_streamed_bands_equal_the_whole_tiled_output(tile, overlap, batch):
+    from sr1step.tiling import TileInput, tiled_apply
+
+    x = _lr(70, 53)
+    model = LocalSR()
+    kw = dict(out_ratio=2, tile=tile, overlap=overlap, batch_size=batch)
+    with torch.no_grad():
+        whole = tiled_apply(model, [TileInput(x)], **kw)
+        bands = []
+        assert (
+            tiled_apply(model, [TileInput(x)], sink=lambda y0, y1, r: bands.append((y0, y1, r.clone())), **kw)
+            is None
+        )
+    # bands arrive in order, without gaps, and cover every row once
+    assert [b[0] for b in bands] == [0] + [b[1] for b in bands[:-1]] and bands[-1][1] == 140
+    assert len(bands) == len(tile_starts(70, tile, overlap))
+    streamed = torch.cat([b[2] for b in bands], dim=2)
+    assert streamed.shape == whole.shape and (streamed - whole).abs().max() < 1e-6
+    # the separable normaliser is the old per-pixel weight sum (a constant image stays constant)
+    ones = tiled_apply(
+        lambda t: torch.ones(t.shape[0], 1, 2 * t.shape[2], 2 * t.shape[3]), [TileInput(x)], **kw
+    )
+    assert (ones - 1).abs().max() < 1e-6
+
+
+def test_engine_stream_writes_the_run_output_in_bands():
+    lr = _lr(70, 53)
+    engine = Engine(LocalSR(), EngineOptions(tile=24, tile_overlap=8))
+    full = engine.run(lr)
+    rows = []
+    engine.stream(lr, lambda y0, y1, r: rows.append((y0, y1, r)))
+    assert len(rows) > 1 and rows[-1][1] == 140  # streamed, padding rows cropped
+    assert torch.equal(torch.cat([r for _, _, r in rows], dim=2), full)
+    whole = []  # a colour fix needs the whole image: one band
+    Engine(LocalSR(), EngineOptions(tile=24, tile_overlap=8, color_fix="adain")).stream(
+        lr, lambda *a: whole.append(a)
+    )
+    assert len(whole) == 1 and whole[0][:2] == (0, 140)
+
+
+def test_cpu_auto_dtype_is_bf16_only_with_native_support(monkeypatch):
+    from sr1step import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("SR1STEP_CPU_BF16")
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert devices.resolve_dtype("auto", cpu) == torch.bfloat16
+    assert devices.resolve_dtype("auto", cpu, supports_half=False) == torch.float32
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx512f", "avx2"}))  # emulated: slower
+    assert devices.resolve_dtype("auto", cpu) == torch.float32
+    monkeypatch.setenv("SR1STEP_CPU_BF16", "1")
+    assert devices.resolve_dtype("auto", cpu) == torch.bfloat16
+    assert devices.resolve_dtype("fp32", cpu) == torch.float32
+
+
+def test_compile_option_wraps_the_named_networks(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or m)
+    model = LocalSR()
+    model.compiled_modules = ("body",)
+    body = model.body
+    Engine(model, EngineOptions(compile=True))
+    assert compiled == [body]
+    Engine(LocalSR(), EngineOptions())
+    assert compiled == [body]

@@ -203,3 +203,20 @@ def test_write_atomic_leaves_no_temp_on_error(tmp_path, monkeypatch):
         write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+@pytest.mark.parametrize("ext, depth", [(".png", 8), (".png", 16), (".jpg", 16), (".webp", 8)])
+def test_quantised_pixels_encode_like_float_ones(ext, depth):
+    from sr1step.imageio import encode_image, file_dtype
+
+    rgb = np.random.default_rng(0).random((300, 40, 3), dtype=np.float32)
+    alpha = np.linspace(0, 1, 300 * 40, dtype=np.float32).reshape(300, 40)
+    top = 65535 if file_dtype(ext, depth) == np.uint16 else 255
+    assert (depth == 16 and ext in (".png",)) == (top == 65535)
+    ints = (rgb * top + 0.5).astype(file_dtype(ext, depth))
+    for a in (None, alpha):
+        assert encode_image(ints, ext, alpha=a, bit_depth=depth) == encode_image(
+            rgb, ext, alpha=a, bit_depth=depth
+        )
+    with pytest.raises(ValueError, match="expected float"):
+        encode_image(ints.astype(np.int32), ext, bit_depth=depth)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .engine import Engine, EngineOptions
-from .registry import DEFAULT_METHOD, get_method
+from .registry import method_for
 
 
 def load_engine(
@@ -28,9 +28,10 @@ def load_engine(
     steps: int | None = None,
     scale: float | None = None,
 ) -> Engine:
-    """Load the generator of ``method`` (default: the embedded default) from ``weights`` and wrap
-    it in an Engine. ``options`` are validated when built, before anything is loaded."""
-    m = get_method(method or DEFAULT_METHOD)
+    """Load the generator of ``method`` from ``weights`` and wrap it in an Engine. With no method,
+    the weights' card or folder names it; with neither, the bundled default model runs.
+    ``options`` are validated when built, before anything is loaded."""
+    m, weights = method_for(method, weights)
     return Engine(m.load_generator(weights, steps=steps, scale=scale), options or EngineOptions())
 
 
@@ -75,14 +76,31 @@ class Upscaler:
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         return max(1, round(width * self.scale)), max(1, round(height * self.scale))
 
-    def upscale_rgb(self, rgb: np.ndarray, alpha: np.ndarray | None = None, progress=None):
-        """(H, W, 3) float32 RGB in [0, 1] (+ (H, W) alpha) -> the upscaled (rgb, alpha)."""
+    def upscale_rgb(
+        self, rgb: np.ndarray, alpha: np.ndarray | None = None, progress=None, out_dtype=np.float32
+    ):
+        """(H, W, 3) float32 RGB in [0, 1] (+ (H, W) alpha) -> the upscaled (rgb, alpha).
+
+        ``out_dtype`` np.uint8 / np.uint16 returns rgb quantised as image files store it, written
+        band by band as the engine streams it (with pixel tiles the float output never exists)."""
         lr = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-        sr = self.engine.run(lr, progress=progress)[0].permute(1, 2, 0).numpy()
         target = self.output_size(rgb.shape[1], rgb.shape[0])
-        if (sr.shape[1], sr.shape[0]) != target:
+        native = self.engine.generator.scale
+        top = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(np.dtype(out_dtype))
+        if target == (rgb.shape[1] * native, rgb.shape[0] * native):
+            sr = np.empty((target[1], target[0], 3), out_dtype)
+
+            def sink(y0: int, y1: int, rows: torch.Tensor) -> None:
+                band = rows[0].permute(1, 2, 0).numpy()
+                sr[y0:y1] = band if top is None else (band * top + 0.5).astype(out_dtype)
+
+            self.engine.stream(lr, sink, progress=progress)
+        else:
+            sr = self.engine.run(lr, progress=progress)[0].permute(1, 2, 0).numpy()
             interp = cv2.INTER_LANCZOS4 if target[0] > sr.shape[1] else cv2.INTER_AREA
             sr = np.clip(cv2.resize(sr, target, interpolation=interp), 0, 1)
+            if top is not None:
+                sr = (sr * top + 0.5).astype(out_dtype)
         if alpha is not None:  # alpha is not an image for the model: plain bicubic
             a = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None, None]
             a = F.interpolate(a, size=(target[1], target[0]), mode="bicubic", align_corners=False)

@@ -47,10 +47,17 @@ def upscale(
     input: Path = typer.Argument(..., help="Image file or folder of images."),
     output: Path = typer.Argument(..., help="Output folder (created if missing)."),
     method: str | None = typer.Option(
-        None, "--method", "-m", help="SR method (default: the embedded default, bicubic)."
+        None,
+        "--method",
+        "-m",
+        help="SR method (default: the one --weights names; with neither, the bundled default model).",
     ),
     weights: str | None = typer.Option(
-        None, "--weights", "-w", help="Model name, local file/folder, or Hub repo org/name[@revision]."
+        None,
+        "--weights",
+        "-w",
+        help="Model name, local file/folder, Hub repo org/name[@revision], or 'random' (the "
+        "architecture with random weights, for speed checks).",
     ),
     scale: float | None = typer.Option(
         None,
@@ -66,9 +73,16 @@ def upscale(
     tile_space: str = typer.Option("auto", "--tile-space", help="auto | pixel | latent."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Tiles per forward pass."),
     device: str = typer.Option("auto", "--device", "-d", help="auto | cpu | cuda | cuda:N | mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | fp16 | bf16."),
+    dtype: str = typer.Option(
+        "auto",
+        "--dtype",
+        help="auto (GPU: fp16; CPU: bf16 where native, else fp32) | fp32 | fp16 | bf16.",
+    ),
     color_fix: str = typer.Option("none", "--color-fix", help="none | adain | wavelet."),
     seed: int = typer.Option(0, "--seed", help="Seed for the noise of stochastic methods."),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the networks (slow first image; faster after)."
+    ),
     ext: str = typer.Option(
         "auto", "--ext", help="auto | png | jpg | webp | tif (auto keeps the input format)."
     ),
@@ -114,6 +128,7 @@ def upscale(
             batch_size=batch_size,
             color_fix=color_fix,
             seed=seed,
+            compile=compile,
         )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise usage_error(str(err)) from None
@@ -224,7 +239,7 @@ def _print_summary(summary) -> None:
 
 TRAIN_HELP = {
     "preset": "Named preset of the method (default: the method's paper preset; `tiny` runs on a CPU).",
-    "config": "TOML run config merged over the preset (method, [model], [data], [train]).",
+    "config": "TOML run config merged over the preset (method, \\[model], \\[data], \\[train]).",
     "set": "Override one setting, e.g. --set train.lr=1e-4 --set data.gt_size=128 (repeatable).",
     "data": "Training HR images: a folder, a .txt file list, or 'builtin' (photos from scikit-image).",
     "output": "Run folder: config.toml, checkpoints/, logs/ (TensorBoard), samples/, export/.",
@@ -431,12 +446,19 @@ def benchmark(
     speed_batch: int = typer.Option(1, "--speed-batch", help="Images per timed run."),
     steps: int | None = typer.Option(None, "--steps", help="Sampling steps for multi-step methods."),
     device: str = typer.Option("auto", "--device", "-d", help="auto | cpu | cuda | cuda:N | mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | fp16 | bf16."),
+    dtype: str = typer.Option(
+        "auto",
+        "--dtype",
+        help="auto (GPU: fp16; CPU: bf16 where native, else fp32) | fp32 | fp16 | bf16.",
+    ),
     tile: int = typer.Option(0, "--tile", "-t", help="Tile size in LR pixels (0 = whole image)."),
     tile_overlap: int = typer.Option(32, "--tile-overlap", help="Tile overlap in LR pixels."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Tiles per forward pass."),
     color_fix: str = typer.Option("none", "--color-fix", help="none | adain | wavelet."),
     seed: int = typer.Option(0, "--seed", help="Noise seed of stochastic methods."),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the networks (timed after the warm-up runs)."
+    ),
     limit: int | None = typer.Option(
         None, "--limit", help="Only the first N images of each set (quick checks)."
     ),
@@ -488,6 +510,7 @@ def benchmark(
             batch_size=batch_size,
             color_fix=color_fix,
             seed=seed,
+            compile=compile,
         )
     except ValueError as err:
         raise usage_error(str(err)) from None
@@ -574,7 +597,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     """Show every model card and whether its files are present."""
     import urllib.parse
 
-    from .hub import card_status, load_cards, local_dir
+    from .hub import bundled_dir, card_status, load_cards, local_dir
 
     cards = load_cards()
     rows = []
@@ -588,7 +611,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON i
                 "source": f"hf:{card.repo_id}@{card.revision[:7]}" if card.on_hub else card.source_url,
                 "license": card.license,
                 "commercial_use": card.commercial_use,
-                "folder": str(local_dir(card)),
+                "folder": str((bundled_dir(card) if card.bundled else None) or local_dir(card)),
                 "summary": card.summary,
             }
         )
@@ -598,7 +621,13 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     table = Table(title="sr1step models (licences: --json, or the cards in models/)")
     for col in ("name", "method", "scale", "status", "source", "commercial use"):
         table.add_column(col, no_wrap=col == "name", overflow="fold")
-    colours = {"converted": "green", "present": "green", "partial": "yellow", "missing": "red"}
+    colours = {
+        "bundled": "green",
+        "converted": "green",
+        "present": "green",
+        "partial": "yellow",
+        "missing": "red",
+    }
     for card, r in zip(cards.values(), rows):
         status = f"[{colours[r['status']]}]{r['status']}[/]"
         source = f"hub {card.repo_id}" if card.on_hub else urllib.parse.urlparse(card.source_url).netloc

@@ -57,9 +57,17 @@ class SRGenerator(nn.Module):
         None  # latent pixels per input pixel; set by generators that tile in latent space
     )
     steps: int = 1  # network evaluations per image (NFE)
+    # Pixel tiles even where latent tiles are possible: the autoencoder is a pixel rearrangement,
+    # so nothing is saved in latent space, and pixel tiles let the output stream in bands.
+    prefer_pixel_tiles: bool = False
     # Set by the engine while it runs a whole image at once: called (done, total) after each
     # network evaluation, so a long multi-step image shows progress.
     on_step: Callable[[int, int], None] | None = None
+    compiled_modules: tuple[str, ...] = ()  # submodules `--compile` wraps in torch.compile
+
+    def compile_networks(self) -> None:
+        for name in self.compiled_modules:
+            setattr(self, name, torch.compile(getattr(self, name)))
 
     def forward(self, lr: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(self.denoise(self.encode(lr), noise))

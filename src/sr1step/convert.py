@@ -25,6 +25,8 @@ def convert_model(name_or_path: str, *, output: Path | None = None, as_card: str
     else:
         card = get_card(name_or_path)
         files = download_card(card, with_requirements=False)
+    if card.bundled:
+        raise ValueError(f"model {card.name!r} ships with sr1step as a weight folder: nothing to convert")
     if card.method not in METHODS:
         raise ValueError(f"model {card.name!r} is a {card.method} (converted with the models that need it)")
     out = Path(output) if output else converted_dir(card)

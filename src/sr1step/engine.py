@@ -37,6 +37,7 @@ class EngineOptions:
     batch_size: int = 1  # tiles per forward pass
     color_fix: str = "none"  # none | adain | wavelet
     seed: int = 0  # noise of stochastic generators
+    compile: bool = False  # torch.compile the generator's networks (pays after a warm-up run)
 
     def __post_init__(self):
         if self.dtype != "auto" and self.dtype not in DTYPES:
@@ -78,6 +79,8 @@ class Engine:
             )
             self.dtype = torch.float32
         self.generator = generator.to(self.device, self.dtype).eval()
+        if o.compile:
+            self.generator.compile_networks()
         self.multiple = max(1, generator.pad_multiple)
         self.tile = math.ceil(o.tile / self.multiple) * self.multiple if o.tile else 0
         if self.tile and o.tile_overlap >= self.tile:
@@ -86,7 +89,7 @@ class Engine:
         self.batch_size = o.batch_size
         self.color_fix = o.color_fix
         self.latent = o.tile_space == "latent" or (
-            o.tile_space == "auto" and generator.latent_ratio is not None
+            o.tile_space == "auto" and generator.latent_ratio is not None and not generator.prefer_pixel_tiles
         )
         self.seed = o.seed
 
@@ -104,14 +107,57 @@ class Engine:
         noise = torch.randn(batch, g.noise_channels, h * g.noise_ratio, w * g.noise_ratio, generator=rng)
         return noise.to(self.device, self.dtype)
 
+    def _prepare(self, lr: torch.Tensor):
+        x = lr.to(self.device, self.dtype)
+        x, hw = pad_to_multiple(x, self.multiple)
+        noise = self._noise(x.shape[0], x.shape[-2], x.shape[-1])
+        tiled = self.tile > 0 and (x.shape[-2] > self.tile or x.shape[-1] > self.tile)
+        return x, hw, noise, tiled
+
+    def _pixel_inputs(self, x, noise) -> list[TileInput]:
+        inputs = [TileInput(x, 1)]
+        if noise is not None:
+            inputs.append(TileInput(noise, self.generator.noise_ratio))
+        return inputs
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        lr: torch.Tensor,
+        sink: Callable[[int, int, torch.Tensor], None],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """``run`` for one image, handing the output to ``sink(y0, y1, rows)`` in bands of final
+        rows ((1, 3, y1 - y0, s*w) float32 in [0, 1] on the CPU). Tiled in pixel space with no
+        colour fix, only one band of tiles is ever held: memory is set by the tile, not the image."""
+        x, (h, w), noise, tiled = self._prepare(lr)
+        if not (tiled and not self.latent and self.color_fix == "none" and lr.shape[0] == 1):
+            out = self.run(lr, progress)
+            sink(0, out.shape[-2], out)
+            return
+        s = self.generator.scale
+
+        def crop(y0: int, y1: int, rows: torch.Tensor) -> None:
+            y1 = min(y1, h * s)
+            if y0 < y1:
+                sink(y0, y1, rows[..., : y1 - y0, : w * s].clamp_(0, 1).cpu())
+
+        tiled_apply(
+            self.generator,
+            self._pixel_inputs(x, noise),
+            out_ratio=s,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            progress=progress,
+            sink=crop,
+        )
+
     @torch.inference_mode()
     def run(self, lr: torch.Tensor, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """``lr``: (B, 3, h, w) in [0, 1] on any device. Returns (B, 3, s*h, s*w) float32 on the CPU."""
         g = self.generator
-        x = lr.to(self.device, self.dtype)
-        x, (h, w) = pad_to_multiple(x, self.multiple)
-        noise = self._noise(x.shape[0], x.shape[-2], x.shape[-1])
-        tiled = self.tile > 0 and (x.shape[-2] > self.tile or x.shape[-1] > self.tile)
+        x, (h, w), noise, tiled = self._prepare(lr)
         if not tiled:
             g.on_step = progress if g.steps > 1 else None  # per-step progress of a whole image
             try:
@@ -137,12 +183,9 @@ class Engine:
             )
             out = g.decode(z.to(self.dtype))
         else:
-            inputs = [TileInput(x, 1)]
-            if noise is not None:
-                inputs.append(TileInput(noise, g.noise_ratio))
             out = tiled_apply(
                 g,
-                inputs,
+                self._pixel_inputs(x, noise),
                 out_ratio=g.scale,
                 tile=self.tile,
                 overlap=self.overlap,
@@ -150,7 +193,7 @@ class Engine:
                 progress=progress,
             )
         s = g.scale
-        out = out[..., : h * s, : w * s].float().clamp(0, 1)
+        out = out[..., : h * s, : w * s].float().clamp_(0, 1)  # in place: outputs can be large
         if self.color_fix != "none":
             ref = F.interpolate(lr.to(out.device).float(), scale_factor=s, mode="bicubic").clamp(0, 1)
             out = apply_color_fix(out, ref, self.color_fix).clamp(0, 1)

@@ -47,6 +47,7 @@ class ModelCard:
     paper: str = ""
     notes: str = ""
     params: dict = field(default_factory=dict)  # extra, method-specific settings
+    bundled: bool = False  # its weight folder ships with sr1step, next to the card (models/<name>/)
 
     @property
     def on_hub(self) -> bool:
@@ -100,7 +101,24 @@ def local_dir(card: ModelCard) -> Path:
     return models_dir() / card.name
 
 
+def bundled_dir(card: ModelCard) -> Path | None:
+    """The weight folder of a bundled card (inside the package or the source checkout)."""
+    for d in card_dirs():
+        if (d / card.name / "config.json").is_file():
+            return d / card.name
+    return None
+
+
 def converted_dir(card: ModelCard) -> Path:
+    """The sr1step weight folder of a card: bundled with the package, or converted locally."""
+    if card.bundled:
+        folder = bundled_dir(card)
+        if folder is None:
+            raise WeightsNotFoundError(
+                f"model {card.name!r} ships with sr1step, but its folder {card.name}/ (config.json and "
+                "weights) is missing from the installed package: reinstall sr1step"
+            )
+        return folder
     return local_dir(card) / "converted"
 
 
@@ -112,7 +130,10 @@ def _hf_cached(card: ModelCard, filename: str) -> Path | None:
 
 
 def find_file(card: ModelCard, filename: str) -> Path | None:
-    """A card's file if it is already on this machine (local folder or Hugging Face cache)."""
+    """A card's file if it is already on this machine (bundled, local folder or Hugging Face cache)."""
+    if card.bundled:
+        folder = bundled_dir(card)
+        return folder / filename if folder is not None and (folder / filename).is_file() else None
     local = local_dir(card) / filename
     if local.is_file():
         return local
@@ -122,7 +143,9 @@ def find_file(card: ModelCard, filename: str) -> Path | None:
 
 
 def card_status(card: ModelCard) -> str:
-    """``converted``, ``present``, ``partial`` or ``missing``."""
+    """``bundled``, ``converted``, ``present``, ``partial`` or ``missing``."""
+    if card.bundled:
+        return "bundled" if bundled_dir(card) is not None else "missing"
     if (converted_dir(card) / "config.json").is_file():
         return "converted"
     found = [find_file(card, f) is not None for f in card.files]

@@ -205,6 +205,11 @@ def _png_with_icc(png: bytes, icc: bytes) -> bytes:
     return png[:ihdr_end] + chunk + png[ihdr_end:]
 
 
+def file_dtype(ext: str, bit_depth: int = 8) -> type:
+    """The sample type an output file of ``ext`` stores for a source of ``bit_depth`` bits."""
+    return np.uint16 if bit_depth == 16 and ext in SIXTEEN_BIT_EXTS else np.uint8
+
+
 def encode_image(
     rgb: np.ndarray,
     ext: str,
@@ -215,22 +220,34 @@ def encode_image(
     icc_profile: bytes | None = None,
     quality: int = 95,
 ) -> bytes:
-    """Encode float (H, W, 3) RGB in [0, 1] (plus optional alpha) to file bytes."""
-    if ext not in SIXTEEN_BIT_EXTS:
-        bit_depth = 8
+    """Encode (H, W, 3) RGB (float in [0, 1], or already quantised to ``file_dtype(ext,
+    bit_depth)``) plus optional float alpha to file bytes."""
+    bit_depth = 16 if file_dtype(ext, bit_depth) == np.uint16 else 8
     if ext not in ALPHA_EXTS:
         alpha = None
     maxval = 65535.0 if bit_depth == 16 else 255.0
     dtype = np.uint16 if bit_depth == 16 else np.uint8
+    if not np.issubdtype(rgb.dtype, np.floating) and rgb.dtype != dtype:
+        raise ValueError(
+            f"expected float32 or {np.dtype(dtype)} pixels for a {bit_depth}-bit {ext}, got {rgb.dtype}"
+        )
     if grayscale:
+        if rgb.dtype == dtype:
+            rgb = rgb.astype(np.float32) / maxval
         # ITU-R BT.601 luma, the same weights Pillow and OpenCV use for RGB -> L.
-        pixels = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        pixels = pixels[:, :, None]
-    else:
-        pixels = rgb
-    if alpha is not None:
-        pixels = np.concatenate([pixels, alpha[:, :, None]], axis=2)
-    quantized = (np.clip(pixels, 0, 1) * maxval + 0.5).astype(dtype)
+        rgb = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+    planes = [rgb] if alpha is None else [rgb, alpha[:, :, None]]
+    quantized = np.empty((*rgb.shape[:2], sum(p.shape[2] for p in planes)), dtype)
+    c = 0
+    for plane in planes:
+        n = plane.shape[2]
+        if plane.dtype == dtype:
+            quantized[:, :, c : c + n] = plane
+        else:  # in bands of rows: no float temporaries of the whole image
+            for y in range(0, plane.shape[0], 256):
+                band = plane[y : y + 256]
+                quantized[y : y + 256, :, c : c + n] = (np.clip(band, 0, 1) * maxval + 0.5).astype(dtype)
+        c += n
     channels = quantized.shape[2]
 
     if bit_depth == 16:

@@ -13,13 +13,38 @@ from .methods.tadsr import TADSR
 
 METHODS: dict[str, Method] = {m.name: m for m in (BICUBIC, RESSHIFT, SINSR, RSD, TADSR, D3SR, OSEDIFF)}
 
-DEFAULT_METHOD = "bicubic"
+# What `sr1step upscale in/ out/` runs: the model sr1step trained and distilled itself, bundled
+# with the package (models/sr1step-compact-x4/); its card names the method.
+DEFAULT_MODEL = "sr1step-compact-x4"
 
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
         raise unknown_name_error("method", name, list(METHODS))
     return METHODS[name]
+
+
+def method_for(method: str | None, weights: str | None) -> tuple[Method, str | None]:
+    """(method, weights) of an upscale request: with no method, the card or weight folder that
+    ``weights`` names decides it, and with neither, the bundled default model is used."""
+    if method is not None:
+        return get_method(method), weights
+    from pathlib import Path
+
+    from .contract import WeightFolderError, read_folder_config
+    from .hub import load_cards
+
+    spec = weights or DEFAULT_MODEL
+    cards = load_cards()
+    if spec in cards:
+        return get_method(cards[spec].method), spec
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        try:
+            return get_method(read_folder_config(folder).get("method", "")), spec
+        except (WeightFolderError, ConfigError):
+            pass
+    raise ConfigError(f"--weights {spec!r} does not say which method it is for: give --method too")
 
 
 def training_method(name: str) -> Method:

@@ -71,6 +71,10 @@ class TileInput:
     ratio: int = 1
 
 
+# sink(y0, y1, rows): rows [y0, y1) of the output, blended and final, (B, C, y1 - y0, W) float32
+Sink = Callable[[int, int, torch.Tensor], None]
+
+
 def tiled_apply(
     fn: Callable[..., torch.Tensor],
     inputs: Sequence[TileInput],
@@ -80,11 +84,17 @@ def tiled_apply(
     overlap: int,
     batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
+    sink: Sink | None = None,
+) -> torch.Tensor | None:
     """Run ``fn(*tiles)`` over overlapping tiles of ``inputs`` and blend the results.
 
     Sizes are in grid pixels (those of an input with ratio 1); ``fn`` maps tiles of t grid pixels
-    to outputs of ``out_ratio``*t pixels. Tiles are stacked ``batch_size`` at a time.
+    to outputs of ``out_ratio``*t pixels. Tiles are stacked ``batch_size`` at a time, in rows.
+    Returns the whole output, or, with a ``sink``, hands it over in bands of final rows as each
+    row of tiles completes and returns None: memory is then one band, not the image.
+
+    The blending windows are separable and every tile of a grid row (column) has the same
+    vertical (horizontal) window, so their sum is an outer product of two 1-D sums.
     """
     ref = inputs[0]
     batch = ref.tensor.shape[0]
@@ -92,10 +102,23 @@ def tiled_apply(
     tile_h, tile_w = min(tile, grid_h), min(tile, grid_w)
     ys, xs = tile_starts(grid_h, tile_h, overlap), tile_starts(grid_w, tile_w, overlap)
     boxes = [(y, x) for y in ys for x in xs]
-    out = weight_sum = None
     r = out_ratio
     ov = overlap * r
-    windows: dict[tuple, torch.Tensor] = {}  # at most 9 distinct windows (border/inner per axis)
+
+    def window(start: int, size: int, length: int) -> torch.Tensor:
+        return blend_ramp(size * r, ov, start > 0, start + size < length)
+
+    wy = {y: window(y, tile_h, grid_h) for y in ys}
+    wx = {x: window(x, tile_w, grid_w) for x in xs}
+    sum_y, sum_x = torch.zeros(grid_h * r), torch.zeros(grid_w * r)
+    for y in ys:
+        sum_y[y * r : (y + tile_h) * r] += wy[y]
+    for x in xs:
+        sum_x[x * r : (x + tile_w) * r] += wx[x]
+    sum_y, sum_x = sum_y.clamp_min(1e-12), sum_x.clamp_min(1e-12)
+
+    out = None  # the whole output, or (with a sink) the band of rows [top, top + out.shape[-2])
+    top = 0
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start : start + batch_size]
         args = []
@@ -104,23 +127,37 @@ def tiled_apply(
             crops = [inp.tensor[..., y * k : (y + tile_h) * k, x * k : (x + tile_w) * k] for y, x in chunk]
             args.append(torch.cat(crops, dim=0))
         result = fn(*args).float()
-        if out is None:
-            channels = result.shape[1]
-            out = torch.zeros(batch, channels, grid_h * r, grid_w * r, device=result.device)
-            weight_sum = torch.zeros(1, 1, grid_h * r, grid_w * r, device=result.device)
+        dev = result.device
         for i, (y, x) in enumerate(chunk):
-            key = (y > 0, y + tile_h < grid_h, x > 0, x + tile_w < grid_w)
-            if key not in windows:
-                wy = blend_ramp(tile_h * r, ov, key[0], key[1], result.device)
-                wx = blend_ramp(tile_w * r, ov, key[2], key[3], result.device)
-                windows[key] = wy[:, None] * wx[None, :]
-            w = windows[key]
-            ys_, xs_ = slice(y * r, (y + tile_h) * r), slice(x * r, (x + tile_w) * r)
-            out[:, :, ys_, xs_] += result[i * batch : (i + 1) * batch] * w
-            weight_sum[:, :, ys_, xs_] += w
+            if out is None or (sink is not None and y * r + tile_h * r > top + out.shape[-2]):
+                out, top = _next_band(out, top, batch, result.shape[1], grid_h * r if sink is None else
+                                      (y + tile_h) * r, grid_w * r, y * r if sink is not None else 0,
+                                      dev)  # fmt: skip
+            w = (wy[y].to(dev)[:, None] * wx[x].to(dev)[None, :]).to(result.dtype)
+            rows = slice(y * r - top, (y + tile_h) * r - top)
+            out[:, :, rows, x * r : (x + tile_w) * r] += result[i * batch : (i + 1) * batch] * w
+            if sink is not None and x == xs[-1]:  # a row of tiles is complete
+                nxt = ys[ys.index(y) + 1] * r if y != ys[-1] else grid_h * r
+                if nxt > top:
+                    band = out[:, :, : nxt - top]
+                    band.div_(sum_y[top:nxt].to(dev)[:, None]).div_(sum_x.to(dev)[None, :])
+                    sink(top, nxt, band)
+                    out, top = out[:, :, nxt - top :], nxt
         if progress is not None:
             progress(min(start + batch_size, len(boxes)), len(boxes))
-    return out / weight_sum.clamp_min(1e-12)
+    if sink is not None:
+        return None
+    return out.div_(sum_y.to(out.device)[:, None]).div_(sum_x.to(out.device)[None, :])
+
+
+def _next_band(old, old_top, batch, channels, bottom, width, new_top, device):
+    """An accumulator for rows [new_top, bottom), holding the unfinished rows of ``old``."""
+    band = torch.zeros(batch, channels, bottom - new_top, width, device=device)
+    if old is not None and old.shape[-2]:
+        keep = old[:, :, max(0, new_top - old_top) :]
+        at = max(0, old_top - new_top)
+        band[:, :, at : at + keep.shape[-2]] = keep
+    return band, new_top
 
 
 def count_tiles(h: int, w: int, tile: int, overlap: int) -> int:

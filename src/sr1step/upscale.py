@@ -13,11 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .api import Upscaler
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     WRITE_EXTS,
     ImageReadError,
+    file_dtype,
     list_images,
     output_extension,
     read_image,
@@ -155,7 +158,11 @@ def _run_one(
         h, w = image.rgb.shape[:2]
         cb.image_started(job, upscaler.engine.num_tiles(h, w))
         try:
-            rgb, alpha = upscaler.upscale_rgb(image.rgb, image.alpha, progress=cb.tiles_done)
+            # quantised as the file stores it, band by band (gray outputs are converted from float)
+            out_dtype = np.float32 if image.grayscale else file_dtype(target.suffix.lower(), image.bit_depth)
+            rgb, alpha = upscaler.upscale_rgb(
+                image.rgb, image.alpha, progress=cb.tiles_done, out_dtype=out_dtype
+            )
         except (RuntimeError, MemoryError) as err:
             reason = str(err).splitlines()[0][:200]
             if "out of memory" in reason.lower() or isinstance(err, MemoryError):

@@ -67,6 +67,30 @@ class RealESRGANConfig:
     poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
     gray_noise_prob2: float = 0.4
     jpeg_range2: tuple[float, float] = (30.0, 95.0)
+    bicubic_prob: float = 0.0  # share of each batch given clean bicubic LR instead (not in the papers)
+
+
+# A mild setting for photos users actually have (sr1step's compact default; our choice, see
+# docs/training.md): first-order blur/noise/JPEG of moderate strength, a second order only at 0.2,
+# and 30 % clean bicubic pairs.
+MILD_REALESRGAN = RealESRGANConfig(
+    kernel_sizes=(3, 5, 7, 9, 11, 13),
+    sinc_prob=0.05,
+    blur_sigma=(0.2, 1.5),
+    sinc_prob2=0.05,
+    blur_sigma2=(0.2, 1.0),
+    final_sinc_prob=0.5,
+    resize_range=(0.5, 1.5),
+    noise_range=(1.0, 10.0),
+    poisson_scale_range=(0.05, 1.0),
+    jpeg_range=(60.0, 95.0),
+    second_order_prob=0.2,
+    resize_range2=(0.6, 1.2),
+    noise_range2=(1.0, 8.0),
+    poisson_scale_range2=(0.05, 0.8),
+    jpeg_range2=(60.0, 95.0),
+    bicubic_prob=0.3,
+)
 
 
 # --- random draws -----------------------------------------------------------------------------
@@ -270,7 +294,11 @@ class RealESRGANDegradation:
         else:
             out = self._jpeg(out, g, cfg.jpeg_range2)
             out = filter2d(random_resize(out, g, size=lr_size), sinc)
-        return (out.clamp(0, 1) * 255).round() / 255
+        out = (out.clamp(0, 1) * 255).round() / 255
+        if cfg.bicubic_prob > 0:  # drawn last: settings without a clean share keep their stream
+            clean = (torch.rand(b, generator=g) < cfg.bicubic_prob).to(dev)
+            out = torch.where(clean[:, None, None, None], BicubicDegradation(cfg.scale)(hr), out)
+        return out
 
     def _final_sinc(self, g):
         if _uniform(g, 0, 1) < self.cfg.final_sinc_prob:

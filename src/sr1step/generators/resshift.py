@@ -44,6 +44,8 @@ class ResShiftConfig:
 
 
 class ResShiftGenerator(SRGenerator):
+    compiled_modules = ("unet",)
+
     def __init__(self, cfg: ResShiftConfig):
         super().__init__()
         u, ae = cfg.unet, cfg.autoencoder
@@ -65,6 +67,7 @@ class ResShiftGenerator(SRGenerator):
         multiple = u.size_multiple
         self.pad_multiple = multiple // self.latent_ratio if multiple % self.latent_ratio == 0 else multiple
         self.noise_ratio = self.latent_ratio
+        self.prefer_pixel_tiles = ae.image_space
         self.set_sampling(cfg)
 
     def set_sampling(self, cfg: ResShiftConfig) -> None:
@@ -95,7 +98,7 @@ class ResShiftGenerator(SRGenerator):
         def model_fn(x, t):
             return self.unet(x, t, lq, noise_map)
 
-        clip = self.config.autoencoder.kind == "pixel"
+        clip = self.config.autoencoder.image_space
         return self.schedule.sample(
             model_fn,
             z_y,

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..config import from_dict, to_dict
 from ..contract import SRGenerator, read_folder_config
 from ..files import write_json_atomic
-from ..nets.sd_base import LoraSettings, add_vae_encoder_lora, load_sd_unet, load_sd_vae
+from ..nets.sd_base import LoraSettings, add_vae_encoder_lora, embed_prompt, load_sd_unet, load_sd_vae
 from ..weights import load_state_dict, save_safetensors
 
 FORMAT = "sr1step-sd-onestep/1"
@@ -54,6 +54,8 @@ def load_base(cfg: SDOneStepConfig, folder: Path | None = None):
 
 
 class SDOneStepGenerator(SRGenerator):
+    compiled_modules = ("unet",)
+
     def __init__(self, cfg: SDOneStepConfig, unet, vae, scheduler_config: dict, prompt_embeds: torch.Tensor):
         super().__init__()
         from diffusers import DDPMScheduler
@@ -157,3 +159,13 @@ class SDOneStepGenerator(SRGenerator):
                         module.merge()
         prompt = load_state_dict(folder / "prompt_embeds.safetensors")["prompt_embeds"]
         return cls(cfg, unet, vae, sched, prompt).eval()
+
+
+def random_sd_generator(base: str = "random-sd21") -> SDOneStepGenerator:
+    """The one-step SD architecture (SD 2.1 / SD-Turbo UNet and VAE) with random weights, LoRA
+    merged: D3SR's and OSEDiff's inference network, for speed measurements."""
+    torch.manual_seed(0)
+    cfg = SDOneStepConfig(base=base)
+    unet, vae, sched = load_base(cfg)
+    prompt = embed_prompt(base, "", unet.config.cross_attention_dim)
+    return SDOneStepGenerator(cfg, unet, vae, sched, prompt).eval()

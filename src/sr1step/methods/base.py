@@ -23,6 +23,9 @@ from ..training.recipe import Recipe
 TrainKind = Literal["train", "distill"]
 
 
+RANDOM = "random"  # --weights value: the method's architecture with random weights
+
+
 @dataclass
 class Method:
     name: str
@@ -48,7 +51,9 @@ class Method:
         ``scale`` is a hint for methods without a fixed scale; the others keep their own and the
         upscale runner resizes their output."""
         spec = weights or self.default_model
-        if spec is None:
+        if spec == RANDOM:
+            generator = self.random_generator()
+        elif spec is None:
             generator = self.build_default(scale)
         else:
             target = resolve_weights(spec)
@@ -66,6 +71,11 @@ class Method:
 
     def build_default(self, scale: float | None = None) -> SRGenerator:
         raise WeightsNotFoundError(f"method {self.name!r} needs --weights")
+
+    def random_generator(self) -> SRGenerator:
+        """The released architecture with random weights (``--weights random``: speed and memory
+        measurements without downloads; the output is noise)."""
+        raise ValueError(f"method {self.name!r} has no random-weight architecture")
 
     def from_card(self, card: ModelCard) -> SRGenerator:
         raise ValueError(f"method {self.name!r} does not load model weights")

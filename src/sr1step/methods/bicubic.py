@@ -26,6 +26,9 @@ class BicubicGenerator(SRGenerator):
 
 
 class Bicubic(Method):
+    def random_generator(self) -> SRGenerator:
+        return self.build_default()
+
     def build_default(self, scale: float | None = None) -> SRGenerator:
         native = int(scale) if scale is not None and float(scale).is_integer() and scale >= 1 else 4
         return BicubicGenerator(native)

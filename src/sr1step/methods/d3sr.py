@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devices import DTYPES
-from ..generators.sd_onestep import SDOneStepConfig, SDOneStepGenerator, load_base
+from ..generators.sd_onestep import SDOneStepConfig, SDOneStepGenerator, load_base, random_sd_generator
 from ..hub import WeightsNotFoundError
 from ..losses import EADISTS, d_loss, g_loss
 from ..nets.diffusion_discriminator import DISC_TARGETS, DiffusionDiscriminator, DiffusionDiscriminatorConfig
@@ -233,6 +233,9 @@ class D3SRMethod(Method):
             "D3SR has no released weights (the authors published none). Train one with "
             "`sr1step train --method d3sr` and pass its export folder with --weights."
         )
+
+    def random_generator(self) -> SDOneStepGenerator:
+        return random_sd_generator()
 
     def from_folder(self, folder: Path) -> SDOneStepGenerator:
         return SDOneStepGenerator.from_folder(folder)

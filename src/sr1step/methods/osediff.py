@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..generators.sd_onestep import SDOneStepConfig, SDOneStepGenerator
+from ..generators.sd_onestep import SDOneStepConfig, SDOneStepGenerator, random_sd_generator
 from ..hub import ModelCard, WeightsNotFoundError, download_card
 from ..nets.sd_base import embed_prompt, load_sd_unet, load_sd_vae, merge_peft_lora
 from ..weights import WeightFileError, load_torch_file
@@ -63,6 +63,9 @@ class OSEDiffMethod(Method):
         if path.suffix not in (".pkl", ".pth", ".pt"):
             raise ValueError(f"{path}: expected the official osediff.pkl")
         return osediff_generator(path, DEFAULT_BASE)
+
+    def random_generator(self) -> SDOneStepGenerator:
+        return random_sd_generator()
 
     def build_default(self, scale=None):
         raise WeightsNotFoundError("OSEDiff needs --weights osediff-x4 (or the path of osediff.pkl)")

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import ConfigError, apply_overrides, unknown_name_error
 from ..contract import WeightFolderError
+from ..data.degradations import MILD_REALESRGAN
 from ..diffusion.resshift import ResShiftScheduleConfig
 from ..generators.resshift import ResShiftConfig, ResShiftGenerator
 from ..hub import ModelCard, WeightsNotFoundError, converted_dir, download_card, get_card
@@ -61,6 +62,29 @@ NETWORKS: dict[str, ResShiftConfig] = {
         # residual parameterisation: the tiny net starts at bicubic and learns details in minutes
         schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2, latent=False, predict="residual"),
         autoencoder=AutoencoderConfig(kind="pixel"),
+    ),
+    # sr1step's embedded default (teacher and students): a 3.5M-parameter UNet that runs at the LR
+    # resolution on the 4x space-to-depth of the image (48 channels), residual parameterisation and
+    # a small kappa (its samples stay close to the image: a PSNR-friendly default). Our choice.
+    "compact": ResShiftConfig(
+        unet=ResShiftUNetConfig(
+            image_size=64,
+            in_channels=48,
+            out_channels=48,
+            model_channels=64,
+            num_res_blocks=(1, 1, 1),
+            attention_resolutions=(16,),
+            channel_mult=(1, 1, 2),
+            num_head_channels=32,
+            swin_embed_dim=64,
+            window_size=8,
+            mlp_ratio=2.0,
+            lq_size=64,
+        ),
+        schedule=ResShiftScheduleConfig(
+            steps=4, kappa=0.5, min_noise_level=0.2, latent=False, predict="residual"
+        ),
+        autoencoder=AutoencoderConfig(kind="unshuffle", unshuffle=4),
     ),
     # The same tiny UNet on a tiny VQ-f4 (the production latent path).
     "tiny-vq": ResShiftConfig(
@@ -331,6 +355,20 @@ TINY_DATA = dict(
     rescale_gt=False,
 )
 
+# The data of the compact default's teacher and students (benchmarks/photo_set.py builds the folders).
+COMPACT_DATA = dict(
+    train="data/photos/train",
+    val="data/photos/val",
+    degradation="realesrgan",
+    realesrgan=MILD_REALESRGAN,
+    gt_size=256,
+    crop_pad_size=288,
+    rescale_gt=False,
+    val_size=256,
+    val_count=8,
+    cache_images=True,
+)
+
 TRAIN_PRESETS = {
     # 2 CPU cores: tiny pixel-space network on the built-in photos, bicubic x4 (~0.7 s/step; the
     # one-step prediction beats bicubic within minutes, the 4-step chain after ~2000 steps).
@@ -372,6 +410,27 @@ TRAIN_PRESETS = {
             validate_every=0,
             checkpoint_every=50,
             sample_images=2,
+        ),
+    ),
+    # sr1step's embedded default, teacher stage (benchmarks/default_model.py runs all stages): the
+    # photo set of benchmarks/photo_set.py, mild Real-ESRGAN + 30 % clean bicubic, 256 px native
+    # crops (the photos are tiles of 4-5K originals), bf16 autocast (2x on CPUs with AVX512-BF16).
+    "compact": lambda: _resshift_run(
+        "compact",
+        {},
+        COMPACT_DATA,
+        dict(
+            max_steps=4000,
+            batch_size=8,
+            lr=5e-4,
+            warmup_steps=100,
+            lr_schedule="cosine",
+            ema_decay=0.999,
+            mixed_precision="bf16",
+            validate_every=500,
+            checkpoint_every=250,
+            log_every=25,
+            sample_images=4,
         ),
     ),
     # NeurIPS v1 (configs/realsr_swinunet_realesrgan256.yaml): 8 GPUs x 8; one GPU: train.grad_accum = 8.
@@ -428,6 +487,10 @@ class ResShiftFamily(Method):
         return generator_from_official(
             files[card.files[0]], lambda: _vq_file(card), self.configure(card_config(card))
         )
+
+    def random_generator(self) -> ResShiftGenerator:
+        torch.manual_seed(0)
+        return ResShiftGenerator(self.configure(card_config(get_card(self.default_model)))).eval()
 
     def from_folder(self, folder: Path) -> ResShiftGenerator:
         gen = ResShiftGenerator.from_folder(folder)

@@ -30,7 +30,7 @@ from ..losses import d_loss, g_loss
 from ..nets.resshift_unet import GroupNorm32, ResShiftUNet
 from ..training.config import RunConfig
 from ..training.recipe import Phase
-from .resshift import TINY_DATA, ResShiftDistillation, ResShiftFamily
+from .resshift import COMPACT_DATA, TINY_DATA, ResShiftDistillation, ResShiftFamily
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,31 @@ TRAIN_PRESETS = {
             ema_decay=0.99,
             validate_every=100,
             checkpoint_every=100,
+            log_every=10,
+            sample_images=4,
+        ),
+    ),
+    # sr1step's embedded default, student stage (benchmarks/default_model.py): the compact teacher
+    # (T = 4), 3 nodes, 2 fake steps, batch 4 at 256 px on the teacher's data, MSE perceptual term.
+    "compact": lambda: RunConfig.build(
+        "rsd",
+        RSDConfig(
+            teacher="runs/compact-teacher/export",
+            nodes=(3, 2, 1),
+            fake_steps=2,
+            perceptual="mse",
+            perceptual_weight=1.0,
+        ),
+        COMPACT_DATA,
+        dict(
+            max_steps=400,
+            batch_size=4,
+            lr=5e-5,
+            betas=(0.9, 0.95),
+            ema_decay=0.99,
+            mixed_precision="bf16",
+            validate_every=100,
+            checkpoint_every=50,
             log_every=10,
             sample_images=4,
         ),

@@ -28,7 +28,7 @@ from ..diffusion.resshift import ResShiftSchedule
 from ..nets.resshift_unet import timestep_embedding
 from ..training.config import RunConfig
 from ..training.recipe import Phase
-from .resshift import TINY_DATA, ResShiftDistillation, ResShiftFamily
+from .resshift import COMPACT_DATA, TINY_DATA, ResShiftDistillation, ResShiftFamily
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class TADSRRecipe(ResShiftDistillation):
         def model_fn(x, t):
             return self.teacher(x, t, lq)
 
-        clip = self.teacher_config.autoencoder.kind == "pixel"
+        clip = self.teacher_config.autoencoder.image_space
         with torch.no_grad():
             return s.sample(model_fn, z_y, prior_noise, sampler="ddim", clip=clip)
 
@@ -286,6 +286,31 @@ TRAIN_PRESETS = {
             ema_decay=0.99,
             validate_every=100,
             checkpoint_every=100,
+            log_every=10,
+            sample_images=4,
+        ),
+    ),
+    # sr1step's embedded default, student stage (benchmarks/default_model.py): the compact teacher
+    # (T = 4), t_h = 0, t_d in 0..2, a small discriminator, batch 4 at 256 px on the teacher's data.
+    "compact": lambda: RunConfig.build(
+        "tadsr",
+        TADSRConfig(
+            teacher="runs/compact-teacher/export",
+            hfsd_timesteps=(0,),
+            disc_max_timestep=2,
+            disc_embed_dim=64,
+            disc_c_dim=32,
+        ),
+        COMPACT_DATA,
+        dict(
+            max_steps=400,
+            batch_size=4,
+            lr=5e-5,
+            weight_decay=0.0,
+            ema_decay=0.99,
+            mixed_precision="bf16",
+            validate_every=100,
+            checkpoint_every=50,
             log_every=10,
             sample_images=4,
         ),

@@ -5,6 +5,8 @@
   official key layout. Encoding returns the un-quantised latent; decoding quantises first, as
   ResShift does.
 - ``pixel``: the identity (latent = image), for small ResShift models trained without one.
+- ``unshuffle``: lossless space-to-depth by ``unshuffle`` (pixel_unshuffle; 4 turns an x4 HR image
+  into 48 channels at the LR size), so the denoiser runs at the LR resolution: far cheaper on a CPU.
 
 Both map images in [-1, 1] to latents and back, optionally in overlapping tiles so large images
 fit in memory (the VQ mid-block attention is global and quadratic in the latent size).
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..tiling import TileInput, tiled_apply
@@ -24,7 +27,7 @@ from ..tiling import TileInput, tiled_apply
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    kind: Literal["vq", "pixel"] = "vq"
+    kind: Literal["vq", "pixel", "unshuffle"] = "vq"
     embed_dim: int = 3
     n_embed: int = 8192
     ch: int = 128
@@ -33,14 +36,20 @@ class AutoencoderConfig:
     z_channels: int = 3
     tile: int = 256  # latent pixels per tile for encode/decode of large inputs; 0 = never tile
     tile_overlap: int = 32
+    unshuffle: int = 4  # space-to-depth factor of the ``unshuffle`` kind
 
     @property
     def factor(self) -> int:
-        return 1 if self.kind == "pixel" else 2 ** (len(self.ch_mult) - 1)
+        return {"pixel": 1, "unshuffle": self.unshuffle}.get(self.kind, 2 ** (len(self.ch_mult) - 1))
 
     @property
     def latent_channels(self) -> int:
-        return 3 if self.kind == "pixel" else self.embed_dim
+        return {"pixel": 3, "unshuffle": 3 * self.unshuffle**2}.get(self.kind, self.embed_dim)
+
+    @property
+    def image_space(self) -> bool:
+        """Latents are pixel values (clipped to [-1, 1] while sampling)."""
+        return self.kind != "vq"
 
 
 def build_vqmodel(cfg: AutoencoderConfig):
@@ -85,8 +94,9 @@ class Autoencoder(nn.Module):
         ``torch.cdist`` breaks near-ties differently), returned straight-through as the official
         ``VectorQuantizer2`` does: ``z + (z_q - z)``."""
         codebook = self.vq.quantize.embedding.weight
-        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-        dist = flat.pow(2).sum(1, keepdim=True) + codebook.pow(2).sum(1) - 2 * flat @ codebook.t()
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()  # fp32 distances: no bf16 near-ties
+        book = codebook.float()
+        dist = flat.pow(2).sum(1, keepdim=True) + book.pow(2).sum(1) - 2 * flat @ book.t()
         z_q = codebook[dist.argmin(1)].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
         return z + (z_q - z)
 
@@ -95,6 +105,8 @@ class Autoencoder(nn.Module):
         return t > 0 and max(z_hw) > t
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.kind == "unshuffle":
+            return F.pixel_unshuffle(x, self.factor)
         if self.vq is None:
             return x
         f = self.factor
@@ -109,6 +121,8 @@ class Autoencoder(nn.Module):
         ).to(x.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        if self.config.kind == "unshuffle":
+            return F.pixel_shuffle(z, self.factor)
         if self.vq is None:
             return z
         if not self._tiled(z.shape[-2:]):

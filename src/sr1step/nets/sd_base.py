@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .sd_configs import SD_SCHEDULER, TINY_SD_UNET, TINY_SD_VAE, TINY_SDXL_UNET
+from .sd_configs import SD21_UNET, SD_SCHEDULER, SD_VAE, TINY_SD_UNET, TINY_SD_VAE, TINY_SDXL_UNET
 
-TINY_BASES = {"tiny": TINY_SD_UNET, "tiny-sdxl": TINY_SDXL_UNET}
+# Bases built with random weights: tiny ones for tests, and the full SD 2.1 / SD-Turbo architecture
+# (``random-sd21``) for speed measurements without downloads.
+RANDOM_BASES = {"tiny": TINY_SD_UNET, "tiny-sdxl": TINY_SDXL_UNET, "random-sd21": SD21_UNET}
 
 DEFAULT_TARGETS = (
     "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -67,8 +69,8 @@ def load_sd_unet(base: str | Path):
     """(UNet2DConditionModel, scheduler config dict) of a base."""
     from diffusers import UNet2DConditionModel
 
-    if str(base) in TINY_BASES:
-        return UNet2DConditionModel(**TINY_BASES[str(base)]), dict(SD_SCHEDULER)
+    if str(base) in RANDOM_BASES:
+        return UNet2DConditionModel(**RANDOM_BASES[str(base)]), dict(SD_SCHEDULER)
     root = diffusers_root(str(base))
     unet = UNet2DConditionModel.from_pretrained(
         root, subfolder="unet", local_files_only=True, **_variant_kwargs(root / "unet")
@@ -80,8 +82,8 @@ def load_sd_unet(base: str | Path):
 def load_sd_vae(base: str | Path):
     from diffusers import AutoencoderKL
 
-    if str(base) in TINY_BASES:
-        return AutoencoderKL(**TINY_SD_VAE)
+    if str(base) in RANDOM_BASES:
+        return AutoencoderKL(**(SD_VAE if str(base) == "random-sd21" else TINY_SD_VAE))
     root = diffusers_root(str(base))
     return AutoencoderKL.from_pretrained(
         root, subfolder="vae", local_files_only=True, **_variant_kwargs(root / "vae")
@@ -90,8 +92,8 @@ def load_sd_vae(base: str | Path):
 
 def embed_prompt(base: str | Path, prompt: str, dim: int) -> torch.Tensor:
     """(1, 77, dim) text embedding of ``prompt`` with the base's CLIP text encoder, computed once;
-    tiny random bases get a fixed seeded stand-in."""
-    if str(base) in TINY_BASES:
+    random bases get a fixed seeded stand-in."""
+    if str(base) in RANDOM_BASES:
         g = torch.Generator().manual_seed(len(prompt))
         return torch.randn(1, 77, dim, generator=g) * 0.5
     from transformers import CLIPTextModel, CLIPTokenizer
