@@ -6,7 +6,11 @@
 
 Stages (each resumes where an earlier run stopped):
   data     benchmarks/photo_set.py -> data/photos (Debian wallpapers + scikit-image photos)
-  teacher  sr1step train -m resshift -p compact      -> runs/compact-teacher
+  teacher  sr1step train -m resshift -p compact, in the two stages the shipped teacher had:
+           1. 1645 steps at kappa 0.5 with the first mild setting (STAGE1)  -> runs/compact-teacher-stage1
+           2. 2500 steps of the compact preset from stage 1's weights       -> runs/compact-teacher
+           (stage 1 of the shipped run was stopped at 1645 of 4000 cosine steps; here it is a
+           1645-step schedule. The first setting left the model under bicubic on clean LR.)
   rsd      sr1step distill -m rsd -p compact         -> runs/compact-rsd
   tadsr    sr1step distill -m tadsr -p compact       -> runs/compact-tadsr
   report   PSNR-Y/SSIM-Y on the held-out photos, time and memory; runs/compact-report.{json,md}
@@ -37,6 +41,18 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("data", "teacher", "rsd", "tadsr", "report", "ship")
 MODEL_NAME = "sr1step-compact-x4"
+# The first stage of the teacher: the compact preset as it first was (kappa 0.5, 30 % clean pairs,
+# stronger noise and blur).
+STAGE1 = [
+    "model.network.schedule.kappa=0.5",
+    "data.realesrgan.bicubic_prob=0.3",
+    "data.realesrgan.blur_sigma=[0.2, 1.5]",
+    "data.realesrgan.noise_range=[1.0, 10.0]",
+    "data.realesrgan.poisson_scale_range=[0.05, 1.0]",
+    "data.realesrgan.second_order_prob=0.2",
+    "data.realesrgan.noise_range2=[1.0, 8.0]",
+    "data.realesrgan.poisson_scale_range2=[0.05, 0.8]",
+]
 
 
 def sh(*args: str) -> None:
@@ -119,7 +135,7 @@ def report(args) -> dict:
         if weights and not Path(weights).is_dir():
             print(f"skipping {name}: {weights} does not exist", flush=True)
             continue
-        up = Upscaler(method, weights or None, device=args.device, seed=0)
+        up = Upscaler(method, weights or None, device=args.device, dtype="fp32", seed=0)
         row = {}
         for d, lr_list in lrs.items():
             p, s = [], []
@@ -174,12 +190,20 @@ def speed(args) -> dict:
             str(work / "photo2000x1500.png"), str(work / "b"), "--tile", "256", *weights
         ),
     }
-    up = Upscaler(None, args.speed_weights or None, device=args.device)
     x = torch.from_numpy(tile[..., ::-1].copy()).permute(2, 0, 1).float() / 255
-    up(x)  # warm-up
-    t0 = time.perf_counter()
-    up(x)
-    out["512 -> 2048 (model only, in process)"] = {"wall_s": round(time.perf_counter() - t0, 2)}
+    for dtype in ("fp32", "bf16"):
+        up = Upscaler(None, args.speed_weights or None, device=args.device, dtype=dtype)
+        up(x)  # warm-up
+        t0 = time.perf_counter()
+        whole = up(x)
+        out[f"512 -> 2048, {dtype} (model only, in process)"] = {"wall_s": round(time.perf_counter() - t0, 2)}
+    # seams: the same image in 128 px tiles (overlap 32) against the whole-image run
+    tiled = Upscaler(None, args.speed_weights or None, device=args.device, dtype="bf16", tile=128)(x)
+    mse = ((tiled - whole) ** 2).mean().item()
+    out["tiled (128) vs whole image"] = {
+        "psnr_db": round(10 * math.log10(1 / mse), 2) if mse else float("inf"),
+        "max_abs_diff": round((tiled - whole).abs().max().item(), 4),
+    }
     return out
 
 
@@ -198,7 +222,10 @@ def markdown(result: dict) -> str:
         )
     lines += ["", "| speed | wall s | peak RSS MB |", "|---|---|---|"]
     for name, row in result["speed"].items():
-        lines.append(f"| {name} | {row['wall_s']} | {row.get('peak_rss_mb', '')} |")
+        if "wall_s" in row:
+            lines.append(f"| {name} | {row['wall_s']} | {row.get('peak_rss_mb', '')} |")
+        else:
+            lines.append(f"\n{name}: PSNR {row['psnr_db']} dB, max abs diff {row['max_abs_diff']}")
     return "\n".join(lines) + "\n"
 
 
@@ -247,8 +274,15 @@ def main() -> None:
     if "data" in stages and not (args.data / "train").is_dir():
         sh(sys.executable, "benchmarks/photo_set.py", "--output", str(args.data))
     if "teacher" in stages:
-        sh(*cli, "train", "-m", "resshift", "-p", "compact", "-o", str(teacher), "--data",
-           str(args.data / "train"), "--device", args.device, *resume_args(teacher))  # fmt: skip
+        stage1 = args.runs / "compact-teacher-stage1"
+        common = ["-m", "resshift", "-p", "compact", "--data", str(args.data / "train")]
+        common += ["--device", args.device]
+        if not (stage1 / "export" / "config.json").is_file():
+            sets = [x for kv in STAGE1 for x in ("--set", kv)]
+            sh(*cli, "train", *common, "-o", str(stage1), "--max-steps", "1645", *sets, *resume_args(stage1))
+        sh(*cli, "train", *common, "-o", str(teacher), "--max-steps", "2500",
+           "--set", f'model.init_weights="{stage1 / "export"}"', "--set", "train.warmup_steps=50",
+           *resume_args(teacher))  # fmt: skip
     for method in ("rsd", "tadsr"):
         if method in stages:
             run = args.runs / f"compact-{method}"

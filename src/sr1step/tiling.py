@@ -129,10 +129,9 @@ def tiled_apply(
         result = fn(*args).float()
         dev = result.device
         for i, (y, x) in enumerate(chunk):
-            if out is None or (sink is not None and y * r + tile_h * r > top + out.shape[-2]):
-                out, top = _next_band(out, top, batch, result.shape[1], grid_h * r if sink is None else
-                                      (y + tile_h) * r, grid_w * r, y * r if sink is not None else 0,
-                                      dev)  # fmt: skip
+            if out is None or (sink is not None and (y + tile_h) * r > top + out.shape[-2]):
+                rows = (0, grid_h * r) if sink is None else (y * r, (y + tile_h) * r)
+                out, top = _next_band(out, top, rows, (batch, result.shape[1], grid_w * r), dev)
             w = (wy[y].to(dev)[:, None] * wx[x].to(dev)[None, :]).to(result.dtype)
             rows = slice(y * r - top, (y + tile_h) * r - top)
             out[:, :, rows, x * r : (x + tile_w) * r] += result[i * batch : (i + 1) * batch] * w
@@ -150,14 +149,16 @@ def tiled_apply(
     return out.div_(sum_y.to(out.device)[:, None]).div_(sum_x.to(out.device)[None, :])
 
 
-def _next_band(old, old_top, batch, channels, bottom, width, new_top, device):
-    """An accumulator for rows [new_top, bottom), holding the unfinished rows of ``old``."""
-    band = torch.zeros(batch, channels, bottom - new_top, width, device=device)
+def _next_band(old, old_top: int, rows: tuple[int, int], shape: tuple[int, int, int], device):
+    """An accumulator of output ``rows`` (B, C, rows, W), holding the unfinished rows of ``old``."""
+    top, bottom = rows
+    b, c, w = shape
+    band = torch.zeros(b, c, bottom - top, w, device=device)
     if old is not None and old.shape[-2]:
-        keep = old[:, :, max(0, new_top - old_top) :]
-        at = max(0, old_top - new_top)
+        keep = old[:, :, max(0, top - old_top) :]
+        at = max(0, old_top - top)
         band[:, :, at : at + keep.shape[-2]] = keep
-    return band, new_top
+    return band, top
 
 
 def count_tiles(h: int, w: int, tile: int, overlap: int) -> int:

@@ -82,7 +82,7 @@ NETWORKS: dict[str, ResShiftConfig] = {
             lq_size=64,
         ),
         schedule=ResShiftScheduleConfig(
-            steps=4, kappa=0.5, min_noise_level=0.2, latent=False, predict="residual"
+            steps=4, kappa=0.25, min_noise_level=0.2, latent=False, predict="residual"
         ),
         autoencoder=AutoencoderConfig(kind="unshuffle", unshuffle=4),
     ),

@@ -256,7 +256,7 @@ TRAIN_PRESETS = {
         ),
         COMPACT_DATA,
         dict(
-            max_steps=400,
+            max_steps=300,
             batch_size=4,
             lr=5e-5,
             betas=(0.9, 0.95),

@@ -303,7 +303,7 @@ TRAIN_PRESETS = {
         ),
         COMPACT_DATA,
         dict(
-            max_steps=400,
+            max_steps=300,
             batch_size=4,
             lr=5e-5,
             weight_decay=0.0,

@@ -1,0 +1,71 @@
+"""The model sr1step ships (models/sr1step-compact-x4/): it loads with no flags, it is small, and it
+beats bicubic on photos it never saw (crops of the built-in validation photos, clean bicubic x4 LR)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from sr1step import Upscaler
+from sr1step.cli import app
+from sr1step.data.datasets import builtin_photos
+from sr1step.data.degradations import BicubicDegradation
+from sr1step.hub import bundled_dir, card_status, load_cards
+from sr1step.imageio import read_image
+from sr1step.registry import DEFAULT_MODEL
+
+# top-left corners of 128 px HR crops (astronaut, camera): faces, fabric, grass, the camera
+CROPS = {"astronaut.png": [(40, 160), (300, 330), (380, 40)], "camera.png": [(100, 200), (360, 80), (200, 330)]}
+
+
+def _psnr_y(a: torch.Tensor, b: torch.Tensor, border: int = 4) -> float:
+    w = torch.tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1) / 255
+    ya, yb = (a * w).sum(1) + 16 / 255, (b * w).sum(1) + 16 / 255
+    mse = ((ya - yb)[..., border:-border, border:-border] ** 2).mean()
+    return float(10 * torch.log10(1 / mse))
+
+
+def _crops() -> torch.Tensor:
+    out = []
+    for path in builtin_photos("val"):
+        rgb = read_image(path, max_pixels=None).rgb
+        for y, x in CROPS[path.name]:
+            out.append(torch.from_numpy(np.ascontiguousarray(rgb[y : y + 128, x : x + 128])).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def test_the_default_is_the_bundled_model_and_small():
+    card = load_cards()[DEFAULT_MODEL]
+    folder = bundled_dir(card)
+    assert card.bundled and card_status(card) == "bundled" and folder is not None
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 20e6
+    up = Upscaler()
+    assert up.engine.generator.steps == 1 and up.scale == 4
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_shipped_weights_beat_bicubic_on_unseen_photos(dtype):
+    hr = _crops()
+    lr = BicubicDegradation(4)(hr)
+    up = Upscaler(dtype=dtype)
+    sr = up(lr)
+    bicubic = F.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0, 1)
+    gains = [_psnr_y(sr[i : i + 1], hr[i : i + 1]) - _psnr_y(bicubic[i : i + 1], hr[i : i + 1]) for i in range(len(hr))]
+    assert np.mean(gains) > MIN_MEAN_GAIN_DB, gains
+    assert min(gains) > 0, gains  # better on every crop
+
+
+def test_upscale_with_no_flags_runs_the_default(tmp_path):
+    hr = _crops()[:1]
+    lr = BicubicDegradation(4)(hr)[0]
+    (tmp_path / "in").mkdir()
+    Image.fromarray((lr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "in" / "a.png")
+    result = CliRunner().invoke(app, ["upscale", str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = torch.from_numpy(np.asarray(Image.open(tmp_path / "out" / "a.png")) / 255.0).permute(2, 0, 1).float()
+    ref = Upscaler()(lr)
+    assert out.shape == (3, 128, 128) and (out - ref).abs().max() <= 1 / 255 + 1e-6
+    bicubic = F.interpolate(lr[None], scale_factor=4, mode="bicubic").clamp(0, 1)[0]
+    assert (out - bicubic).abs().mean() > 2 / 255  # not bicubic
