@@ -50,6 +50,8 @@ else:
     gen = SDOneStepGenerator(SDOneStepConfig(base="random"), unet, vae, SD_SCHEDULER, prompt)
 kw = {"compile": True} if compile_ == "1" else {}
 engine = Engine(gen.eval(), EngineOptions(device="cpu", dtype=dtype, seed=0, **kw))
+if hasattr(engine, "use_channels_last"):  # as load_engine does (the new tree)
+    engine.use_channels_last()
 x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
 engine.run(x)
 times = []

@@ -111,7 +111,7 @@ def models(runs: Path) -> dict[str, tuple[str, str, dict]]:
     return {
         "bicubic": ("bicubic", "", {}),
         "teacher, 4 steps": ("resshift", teacher, {}),
-        "teacher, plain one step": ("sinsr", teacher, {}),
+        "teacher, 1 step (plain)": ("sinsr", teacher, {}),
         "RSD student": ("rsd", str(runs / "compact-rsd" / "export"), {}),
         "TAD-SR student": ("tadsr", str(runs / "compact-tadsr" / "export"), {}),
     }
@@ -245,7 +245,7 @@ def crops_picture(images, lrs, outputs, path: Path, size: int = 160) -> None:
     labels = ["LR (nearest)"] + names + ["HR"]
     head = np.full((24, grid.shape[2], 3), 255, np.uint8)
     for k, label in enumerate(labels):
-        cv2.putText(head, label[:22], (k * (size + 4) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1)
+        cv2.putText(head, label[:24], (k * (size + 4) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 1)
     body = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([head, body]), cv2.COLOR_RGB2BGR))

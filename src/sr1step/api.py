@@ -1,6 +1,7 @@
 """The library entry point: load a model once, upscale images of any kind.
 
     import sr1step
+    up = sr1step.Upscaler()                                        # the bundled default model
     up = sr1step.Upscaler("rsd", "runs/rsd/export", device="auto", tile=256)
     big = up(Image.open("photo.jpg"))          # PIL in, PIL out (mode kept)
     arr = up(np.asarray(...))                  # numpy (H, W[, C]) uint8/uint16/float in, the same back
@@ -32,7 +33,9 @@ def load_engine(
     the weights' card or folder names it; with neither, the bundled default model runs.
     ``options`` are validated when built, before anything is loaded."""
     m, weights = method_for(method, weights)
-    return Engine(m.load_generator(weights, steps=steps, scale=scale), options or EngineOptions())
+    engine = Engine(m.load_generator(weights, steps=steps, scale=scale), options or EngineOptions())
+    engine.use_channels_last()
+    return engine
 
 
 def check_outscale(scale: float | None) -> None:

@@ -79,6 +79,7 @@ class Engine:
             )
             self.dtype = torch.float32
         self.generator = generator.to(self.device, self.dtype).eval()
+        self.memory_format = torch.contiguous_format
         if o.compile:
             self.generator.compile_networks()
         self.multiple = max(1, generator.pad_multiple)
@@ -92,6 +93,14 @@ class Engine:
             o.tile_space == "auto" and generator.latent_ratio is not None and not generator.prefer_pixel_tiles
         )
         self.seed = o.seed
+
+    def use_channels_last(self) -> None:
+        """NHWC weights and inputs on a CPU: oneDNN convolutions run about 10 % faster (exact up
+        to fp32 rounding). Changes the generator in place, so only for generators the engine
+        owns (``load_engine``), never a network being trained."""
+        if self.device.type == "cpu":
+            self.memory_format = torch.channels_last
+            self.generator.to(memory_format=self.memory_format)
 
     def num_tiles(self, h: int, w: int) -> int:
         """Forward passes of the tiled stage for an h x w input."""
@@ -108,7 +117,7 @@ class Engine:
         return noise.to(self.device, self.dtype)
 
     def _prepare(self, lr: torch.Tensor):
-        x = lr.to(self.device, self.dtype)
+        x = lr.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         x, hw = pad_to_multiple(x, self.multiple)
         noise = self._noise(x.shape[0], x.shape[-2], x.shape[-1])
         tiled = self.tile > 0 and (x.shape[-2] > self.tile or x.shape[-1] > self.tile)

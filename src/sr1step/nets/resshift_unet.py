@@ -146,14 +146,14 @@ class ResBlock(nn.Module):
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
     """(B, C, H, W) -> (B * nW, ws, ws, C), windows in row-major order."""
     b, c, h, w = x.shape
-    x = x.view(b, c, h // ws, ws, w // ws, ws)
+    x = x.reshape(b, c, h // ws, ws, w // ws, ws)  # reshape: channels_last inputs are not views
     return x.permute(0, 2, 4, 3, 5, 1).reshape(-1, ws, ws, c)
 
 
 def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
     """(B * nW, ws, ws, C) -> (B, C, H, W)."""
     b = windows.shape[0] // ((h // ws) * (w // ws))
-    x = windows.view(b, h // ws, w // ws, ws, ws, -1)
+    x = windows.reshape(b, h // ws, w // ws, ws, ws, -1)
     return x.permute(0, 5, 1, 3, 2, 4).reshape(b, -1, h, w)
 
 
