@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from sr1step.cli import app
 from sr1step.hub import (
     WeightsNotFoundError,
+    bundled_dir,
     card_status,
     download_card,
     get_card,
@@ -66,7 +67,11 @@ def test_shipped_cards_are_complete():
     ]:
         assert name in cards, name
     for card in cards.values():
-        assert card.files and card.license and card.source_url.startswith("https://")
+        assert card.files and card.license
+        if card.bundled:  # ships inside the package, with every file it lists
+            assert all((bundled_dir(card) / f).is_file() for f in card.files), card.name
+        else:
+            assert card.source_url.startswith("https://"), card.name
         if card.on_hub:
             assert len(card.revision) == 40 and all(c in "0123456789abcdef" for c in card.revision), card.name
     assert not cards["resshift-realsr-x4-v1"].commercial_use
