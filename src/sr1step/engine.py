@@ -139,11 +139,14 @@ class Engine:
         """``run`` for one image, handing the output to ``sink(y0, y1, rows)`` in bands of final
         rows ((1, 3, y1 - y0, s*w) float32 in [0, 1] on the CPU). Tiled in pixel space with no
         colour fix, only one band of tiles is ever held: memory is set by the tile, not the image."""
-        x, (h, w), noise, tiled = self._prepare(lr)
+        m = self.multiple
+        padded = (math.ceil(lr.shape[-2] / m) * m, math.ceil(lr.shape[-1] / m) * m)
+        tiled = self.tile > 0 and max(padded) > self.tile
         if not (tiled and not self.latent and self.color_fix == "none" and lr.shape[0] == 1):
             out = self.run(lr, progress)
             sink(0, out.shape[-2], out)
             return
+        x, (h, w), noise, _ = self._prepare(lr)
         s = self.generator.scale
 
         def crop(y0: int, y1: int, rows: torch.Tensor) -> None:

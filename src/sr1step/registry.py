@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .config import ConfigError, unknown_name_error
+from .contract import WeightFolderError, read_folder_config
+from .hub import load_cards
 from .methods.base import Method
 from .methods.bicubic import BICUBIC
 from .methods.d3sr import D3SR
@@ -29,11 +33,6 @@ def method_for(method: str | None, weights: str | None) -> tuple[Method, str | N
     ``weights`` names decides it, and with neither, the bundled default model is used."""
     if method is not None:
         return get_method(method), weights
-    from pathlib import Path
-
-    from .contract import WeightFolderError, read_folder_config
-    from .hub import load_cards
-
     spec = weights or DEFAULT_MODEL
     cards = load_cards()
     if spec in cards:
