@@ -631,6 +631,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     for card, r in zip(cards.values(), rows):
         status = f"[{colours[r['status']]}]{r['status']}[/]"
         source = f"hub {card.repo_id}" if card.on_hub else urllib.parse.urlparse(card.source_url).netloc
+        source = "bundled" if card.bundled else source
         table.add_row(
             r["name"], r["method"], str(r["scale"]), status, source, "yes" if card.commercial_use else "no"
         )
