@@ -369,6 +369,19 @@ COMPACT_DATA = dict(
     cache_images=True,
 )
 
+# The loop of the compact default's students (the `compact` presets of RSD and TAD-SR).
+COMPACT_DISTILL = dict(
+    max_steps=300,
+    batch_size=4,
+    lr=5e-5,
+    ema_decay=0.99,
+    mixed_precision="bf16",
+    validate_every=100,
+    checkpoint_every=50,
+    log_every=10,
+    sample_images=4,
+)
+
 TRAIN_PRESETS = {
     # 2 CPU cores: tiny pixel-space network on the built-in photos, bicubic x4 (~0.7 s/step; the
     # one-step prediction beats bicubic within minutes, the 4-step chain after ~2000 steps).

@@ -30,7 +30,7 @@ from ..losses import d_loss, g_loss
 from ..nets.resshift_unet import GroupNorm32, ResShiftUNet
 from ..training.config import RunConfig
 from ..training.recipe import Phase
-from .resshift import COMPACT_DATA, TINY_DATA, ResShiftDistillation, ResShiftFamily
+from .resshift import COMPACT_DATA, COMPACT_DISTILL, TINY_DATA, ResShiftDistillation, ResShiftFamily
 
 
 @dataclass(frozen=True)
@@ -255,18 +255,7 @@ TRAIN_PRESETS = {
             perceptual_weight=1.0,
         ),
         COMPACT_DATA,
-        dict(
-            max_steps=300,
-            batch_size=4,
-            lr=5e-5,
-            betas=(0.9, 0.95),
-            ema_decay=0.99,
-            mixed_precision="bf16",
-            validate_every=100,
-            checkpoint_every=50,
-            log_every=10,
-            sample_images=4,
-        ),
+        {**COMPACT_DISTILL, "betas": (0.9, 0.95)},
     ),
 }
 

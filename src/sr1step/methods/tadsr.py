@@ -28,7 +28,7 @@ from ..diffusion.resshift import ResShiftSchedule
 from ..nets.resshift_unet import timestep_embedding
 from ..training.config import RunConfig
 from ..training.recipe import Phase
-from .resshift import COMPACT_DATA, TINY_DATA, ResShiftDistillation, ResShiftFamily
+from .resshift import COMPACT_DATA, COMPACT_DISTILL, TINY_DATA, ResShiftDistillation, ResShiftFamily
 
 
 @dataclass(frozen=True)
@@ -302,18 +302,7 @@ TRAIN_PRESETS = {
             disc_c_dim=32,
         ),
         COMPACT_DATA,
-        dict(
-            max_steps=300,
-            batch_size=4,
-            lr=5e-5,
-            weight_decay=0.0,
-            ema_decay=0.99,
-            mixed_precision="bf16",
-            validate_every=100,
-            checkpoint_every=50,
-            log_every=10,
-            sample_images=4,
-        ),
+        COMPACT_DISTILL,
     ),
 }
 
