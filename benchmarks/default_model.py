@@ -105,15 +105,15 @@ def held_out(val_dir: Path, max_images: int) -> list[tuple[str, torch.Tensor]]:
     return out[:max_images]
 
 
-def models(runs: Path) -> dict[str, tuple[str, str, dict]]:
-    """name -> (method, weights, options)."""
+def models(runs: Path) -> dict[str, tuple[str, str]]:
+    """name -> (method, weights)."""
     teacher = str(runs / "compact-teacher" / "export")
     return {
-        "bicubic": ("bicubic", "", {}),
-        "teacher, 4 steps": ("resshift", teacher, {}),
-        "teacher, 1 step (plain)": ("sinsr", teacher, {}),
-        "RSD student": ("rsd", str(runs / "compact-rsd" / "export"), {}),
-        "TAD-SR student": ("tadsr", str(runs / "compact-tadsr" / "export"), {}),
+        "bicubic": ("bicubic", ""),
+        "teacher, 4 steps": ("resshift", teacher),
+        "teacher, 1 step (plain)": ("sinsr", teacher),
+        "RSD student": ("rsd", str(runs / "compact-rsd" / "export")),
+        "TAD-SR student": ("tadsr", str(runs / "compact-tadsr" / "export")),
     }
 
 
@@ -131,7 +131,7 @@ def report(args) -> dict:
     lrs = {d: [f(hr, i) for i, (_, hr) in enumerate(images)] for d, f in degradations.items()}
     psnr, ssim = create_metric("psnr", crop_border=4), create_metric("ssim", crop_border=4)
     rows, outputs = {}, {}
-    for name, (method, weights, _) in models(args.runs).items():
+    for name, (method, weights) in models(args.runs).items():
         if weights and not Path(weights).is_dir():
             print(f"skipping {name}: {weights} does not exist", flush=True)
             continue

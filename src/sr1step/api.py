@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .engine import Engine, EngineOptions
+from .imageio import quantize
 from .registry import method_for
 
 
@@ -89,21 +90,21 @@ class Upscaler:
         lr = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         target = self.output_size(rgb.shape[1], rgb.shape[0])
         native = self.engine.generator.scale
-        top = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(np.dtype(out_dtype))
+        as_float = np.issubdtype(out_dtype, np.floating)
         if target == (rgb.shape[1] * native, rgb.shape[0] * native):
             sr = np.empty((target[1], target[0], 3), out_dtype)
 
             def sink(y0: int, y1: int, rows: torch.Tensor) -> None:
                 band = rows[0].permute(1, 2, 0).numpy()
-                sr[y0:y1] = band if top is None else (band * top + 0.5).astype(out_dtype)
+                sr[y0:y1] = band if as_float else quantize(band, out_dtype)
 
             self.engine.stream(lr, sink, progress=progress)
         else:
             sr = self.engine.run(lr, progress=progress)[0].permute(1, 2, 0).numpy()
             interp = cv2.INTER_LANCZOS4 if target[0] > sr.shape[1] else cv2.INTER_AREA
             sr = np.clip(cv2.resize(sr, target, interpolation=interp), 0, 1)
-            if top is not None:
-                sr = (sr * top + 0.5).astype(out_dtype)
+            if not as_float:
+                sr = quantize(sr, out_dtype)
         if alpha is not None:  # alpha is not an image for the model: plain bicubic
             a = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None, None]
             a = F.interpolate(a, size=(target[1], target[0]), mode="bicubic", align_corners=False)

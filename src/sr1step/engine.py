@@ -116,12 +116,16 @@ class Engine:
         noise = torch.randn(batch, g.noise_channels, h * g.noise_ratio, w * g.noise_ratio, generator=rng)
         return noise.to(self.device, self.dtype)
 
+    def _tiled(self, h: int, w: int) -> bool:
+        """Whether an h x w input runs in tiles (its padded size exceeds the tile)."""
+        m = self.multiple
+        return self.tile > 0 and max(math.ceil(h / m) * m, math.ceil(w / m) * m) > self.tile
+
     def _prepare(self, lr: torch.Tensor):
         x = lr.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         x, hw = pad_to_multiple(x, self.multiple)
         noise = self._noise(x.shape[0], x.shape[-2], x.shape[-1])
-        tiled = self.tile > 0 and (x.shape[-2] > self.tile or x.shape[-1] > self.tile)
-        return x, hw, noise, tiled
+        return x, hw, noise, self._tiled(*hw)
 
     def _pixel_inputs(self, x, noise) -> list[TileInput]:
         inputs = [TileInput(x, 1)]
@@ -139,10 +143,9 @@ class Engine:
         """``run`` for one image, handing the output to ``sink(y0, y1, rows)`` in bands of final
         rows ((1, 3, y1 - y0, s*w) float32 in [0, 1] on the CPU). Tiled in pixel space with no
         colour fix, only one band of tiles is ever held: memory is set by the tile, not the image."""
-        m = self.multiple
-        padded = (math.ceil(lr.shape[-2] / m) * m, math.ceil(lr.shape[-1] / m) * m)
-        tiled = self.tile > 0 and max(padded) > self.tile
-        if not (tiled and not self.latent and self.color_fix == "none" and lr.shape[0] == 1):
+        if not (
+            self._tiled(*lr.shape[-2:]) and not self.latent and self.color_fix == "none" and lr.shape[0] == 1
+        ):
             out = self.run(lr, progress)
             sink(0, out.shape[-2], out)
             return

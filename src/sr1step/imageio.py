@@ -210,6 +210,11 @@ def file_dtype(ext: str, bit_depth: int = 8) -> type:
     return np.uint16 if bit_depth == 16 and ext in SIXTEEN_BIT_EXTS else np.uint8
 
 
+def quantize(pixels: np.ndarray, dtype) -> np.ndarray:
+    """Float pixels in [0, 1] -> ``dtype`` (uint8/uint16) samples, rounded as image files store them."""
+    return (np.clip(pixels, 0, 1) * np.iinfo(dtype).max + 0.5).astype(dtype)
+
+
 def encode_image(
     rgb: np.ndarray,
     ext: str,
@@ -222,18 +227,17 @@ def encode_image(
 ) -> bytes:
     """Encode (H, W, 3) RGB (float in [0, 1], or already quantised to ``file_dtype(ext,
     bit_depth)``) plus optional float alpha to file bytes."""
-    bit_depth = 16 if file_dtype(ext, bit_depth) == np.uint16 else 8
+    dtype = file_dtype(ext, bit_depth)
+    bit_depth = 16 if dtype == np.uint16 else 8
     if ext not in ALPHA_EXTS:
         alpha = None
-    maxval = 65535.0 if bit_depth == 16 else 255.0
-    dtype = np.uint16 if bit_depth == 16 else np.uint8
     if not np.issubdtype(rgb.dtype, np.floating) and rgb.dtype != dtype:
         raise ValueError(
             f"expected float32 or {np.dtype(dtype)} pixels for a {bit_depth}-bit {ext}, got {rgb.dtype}"
         )
     if grayscale:
         if rgb.dtype == dtype:
-            rgb = rgb.astype(np.float32) / maxval
+            rgb = rgb.astype(np.float32) / np.iinfo(dtype).max
         # ITU-R BT.601 luma, the same weights Pillow and OpenCV use for RGB -> L.
         rgb = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
     planes = [rgb] if alpha is None else [rgb, alpha[:, :, None]]
@@ -245,8 +249,7 @@ def encode_image(
             quantized[:, :, c : c + n] = plane
         else:  # in bands of rows: no float temporaries of the whole image
             for y in range(0, plane.shape[0], 256):
-                band = plane[y : y + 256]
-                quantized[y : y + 256, :, c : c + n] = (np.clip(band, 0, 1) * maxval + 0.5).astype(dtype)
+                quantized[y : y + 256, :, c : c + n] = quantize(plane[y : y + 256], dtype)
         c += n
     channels = quantized.shape[2]
 
