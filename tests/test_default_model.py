@@ -59,9 +59,10 @@ def test_the_shipped_weights_beat_bicubic_on_unseen_photos(dtype):
         _psnr_y(sr[i : i + 1], hr[i : i + 1]) - _psnr_y(bicubic[i : i + 1], hr[i : i + 1])
         for i in range(len(hr))
     ]
-    # measured (fp32): +0.25, +1.98, +0.32, +0.54, +0.41, +0.01 dB, mean +0.59
-    assert np.mean(gains) > 0.3, gains
-    assert min(gains) > -0.1, gains
+    # measured (fp32): +0.55, +2.78, +0.71, +0.90, +0.93, +0.33 dB, mean +1.03 (the earlier
+    # shipped student: mean +0.59; the TAD-SR student of the same teacher: +0.14, min -1.29)
+    assert np.mean(gains) > 0.8, gains
+    assert min(gains) > 0.15, gains
 
 
 def test_upscale_with_no_flags_runs_the_default(tmp_path):

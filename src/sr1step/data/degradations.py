@@ -72,25 +72,25 @@ class RealESRGANConfig:
 
 # A mild setting for photos users actually have (sr1step's compact default; our choice, see
 # docs/default-model.md): first-order blur/noise/JPEG of moderate strength, a weak second order
-# at 0.3, and half of the pairs clean bicubic (a model trained mostly on degraded LR over-sharpens
-# clean LR and loses PSNR to bicubic there).
+# and final sinc, and 90 % of the pairs clean bicubic (measured on held-out photos: each step from
+# 30 to 50, 70 and 90 % clean raised PSNR on clean LR and on mildly degraded LR alike).
 MILD_REALESRGAN = RealESRGANConfig(
     kernel_sizes=(3, 5, 7, 9, 11, 13),
     sinc_prob=0.05,
     blur_sigma=(0.2, 1.0),
     sinc_prob2=0.05,
     blur_sigma2=(0.2, 1.0),
-    final_sinc_prob=0.5,
+    final_sinc_prob=0.2,
     resize_range=(0.5, 1.5),
     noise_range=(1.0, 6.0),
     poisson_scale_range=(0.05, 0.5),
     jpeg_range=(60.0, 95.0),
-    second_order_prob=0.3,
+    second_order_prob=0.1,
     resize_range2=(0.6, 1.2),
     noise_range2=(1.0, 5.0),
     poisson_scale_range2=(0.05, 0.5),
     jpeg_range2=(60.0, 95.0),
-    bicubic_prob=0.5,
+    bicubic_prob=0.9,
 )
 
 

@@ -425,9 +425,10 @@ TRAIN_PRESETS = {
             sample_images=2,
         ),
     ),
-    # sr1step's embedded default, teacher stage (benchmarks/default_model.py runs all stages): the
-    # photo set of benchmarks/photo_set.py, mild Real-ESRGAN + 30 % clean bicubic, 256 px native
-    # crops (the photos are tiles of 4-5K originals), bf16 autocast (2x on CPUs with AVX512-BF16).
+    # sr1step's embedded default, teacher stage (benchmarks/default_model.py runs its four stages,
+    # overrides of this one): the photo set of benchmarks/photo_set.py, MILD_REALESRGAN (90 % clean
+    # bicubic), 256 px native crops (the photos are tiles of 4-5K originals), bf16 autocast (2x on
+    # CPUs with AVX512-BF16).
     "compact": lambda: _resshift_run(
         "compact",
         {},
