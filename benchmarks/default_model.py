@@ -86,21 +86,13 @@ def resume_args(run: Path) -> list[str]:
 # --- evaluation ---------------------------------------------------------------------------------
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    r = math.ceil(3 * sigma)
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def mild_degradation(hr: torch.Tensor, seed: int) -> torch.Tensor:
-    from sr1step.data.degradations import BicubicDegradation
+def mild_degradation(hr: torch.Tensor, seed: int, sigma: float = 0.8) -> torch.Tensor:
+    from sr1step.data.degradations import BicubicDegradation, anisotropic_kernel, filter2d
     from sr1step.data.jpeg import jpeg
 
-    lr = BicubicDegradation(4)(gaussian_blur(hr, 0.8))
+    size = 2 * math.ceil(3 * sigma) + 1  # the Gaussian to 3 sigma
+    blurred = filter2d(hr, anisotropic_kernel(size, sigma, sigma, 0.0).expand(len(hr), size, size))
+    lr = BicubicDegradation(4)(blurred)
     g = torch.Generator().manual_seed(seed)
     lr = (lr + torch.randn(lr.shape, generator=g) * 3 / 255).clamp(0, 1)
     return jpeg(lr, torch.full((len(lr),), 75.0, dtype=torch.float64))
