@@ -69,6 +69,7 @@ def test_run_config_layers_and_round_trip(tmp_path):
         ("train.lrr=1", "did you mean 'lr'"),
         ("train.max_steps=1.5", "expected an integer"),
         ('data.degradation="blurry"', "not one of"),
+        ("data.flat_crop_psnr=-1", "flat_crop_psnr must be >= 0"),
     ],
 )
 def test_bad_overrides_are_rejected(override, message):
@@ -107,6 +108,28 @@ def test_hr_crops_are_a_pure_function_of_index(tmp_path):
     assert torch.equal(a[17], b[17]) and a[17].shape == (3, 48, 48)
     assert not torch.equal(a[17], a[18])
     assert not torch.equal(a[17], HRCrops(files, 48, seed=4)[17])
+
+
+def test_flat_crops_are_redrawn_from_detailed_images(tmp_path):
+    from sr1step.data.datasets import bicubic_round_trip_psnr
+
+    flat, detailed = tmp_path / "flat.png", tmp_path / "detailed.png"
+    sky = np.tile(np.linspace(0.4, 0.6, 96, dtype=np.float32)[:, None, None], (1, 96, 3))
+    Image.fromarray((sky * 255).round().astype(np.uint8)).save(flat)
+    Image.fromarray((natural_image(96) * 255).astype(np.uint8)).save(detailed)
+    assert bicubic_round_trip_psnr(sky, 4) > 45 > 35 > bicubic_round_trip_psnr(natural_image(96), 4)
+
+    def flat_share(threshold):
+        ds = HRCrops([flat, detailed], 64, seed=0, flat_psnr=threshold)
+        psnrs = [bicubic_round_trip_psnr(ds[i].permute(1, 2, 0).numpy(), 4) for i in range(40)]
+        return np.mean([p > 40 for p in psnrs])
+
+    assert 0.3 < flat_share(0) < 0.7  # off: both images, as before
+    assert flat_share(35) == 0  # a flat draw moves on to the next image
+    ds = HRCrops([flat, detailed], 64, seed=0, flat_psnr=35)
+    assert torch.equal(ds[7], HRCrops([flat, detailed], 64, seed=0, flat_psnr=35)[7])  # still pure
+    only_flat = HRCrops([flat], 64, seed=0, flat_psnr=35)
+    assert only_flat[3].shape == (3, 64, 64)  # nothing detailed to find: the least flat draw is kept
 
 
 def test_bad_and_tiny_training_images_are_skipped_with_a_report(tmp_path):

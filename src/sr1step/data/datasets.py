@@ -7,6 +7,7 @@ run therefore reads exactly the samples it would have read, with no data-loader 
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -93,13 +94,28 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
 
 
+def bicubic_round_trip_psnr(rgb: np.ndarray, scale: int) -> float:
+    """PSNR (dB) of an image against its own x``scale`` area-down / bicubic-up round trip: how
+    much of it bicubic upscaling already gets right (flat content scores high)."""
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (max(1, w // scale), max(1, h // scale)), interpolation=cv2.INTER_AREA)
+    back = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    mse = float(np.mean((back.astype(np.float64) - rgb) ** 2))
+    return 10 * math.log10(1 / mse) if mse > 0 else math.inf
+
+
 class HRCrops(Dataset):
     """Random ``crop`` x ``crop`` HR patches (reflect-padded when an image is smaller), with flips.
 
     ``rescale`` (ResShift's ``rescale_gt``, on in its configs): a random square of side
     min(h, w) is area-resized to ``crop`` first, so a patch shows the whole picture's scale rather
-    than a native-resolution detail. ``dataset[i]`` is deterministic in (seed, i) for any integer
-    i >= 0 (an infinite stream)."""
+    than a native-resolution detail. ``flat_psnr`` (dB, 0 = off): a patch that a bicubic round
+    trip at ``scale`` already reproduces above this PSNR (sky, walls, out-of-focus background)
+    is re-drawn, from the next images, up to ``FLAT_REDRAWS`` times, keeping the most detailed
+    one: such patches teach an SR model nothing and can be half of a photo set. ``dataset[i]`` is
+    deterministic in (seed, i) for any integer i >= 0 (an infinite stream)."""
+
+    FLAT_REDRAWS = 4
 
     def __init__(
         self,
@@ -109,6 +125,8 @@ class HRCrops(Dataset):
         flip: bool = True,
         cache: bool = False,
         rescale: bool = False,
+        flat_psnr: float = 0.0,
+        scale: int = 4,
         log: Callable[[str], None] | None = None,
     ):
         self.log = log or (lambda message: warnings.warn(message, stacklevel=3))
@@ -128,6 +146,8 @@ class HRCrops(Dataset):
         self.skipped = report.skipped
         self.crop = crop
         self.rescale = rescale
+        self.flat_psnr = flat_psnr
+        self.scale = scale
         self.seed = seed
         self.flip = flip
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
@@ -161,6 +181,24 @@ class HRCrops(Dataset):
             self._order = (epoch, _rng(self.seed, epoch).permutation(n))
         order = self._order[1]
         rng = _rng(self.seed, index, 1)
+        patch = self._patch(order, pos, rng)
+        if self.flat_psnr > 0:
+            score = bicubic_round_trip_psnr(patch, self.scale)
+            for draw in range(1, self.FLAT_REDRAWS + 1):
+                if score <= self.flat_psnr:
+                    break
+                other = self._patch(order, pos + draw, rng)
+                other_score = bicubic_round_trip_psnr(other, self.scale)
+                if other_score < score:
+                    patch, score = other, other_score
+        if self.flip and rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return to_tensor(patch)
+
+    def _patch(self, order: np.ndarray, pos: int, rng: np.random.Generator) -> np.ndarray:
+        """A crop (area-resized to ``crop`` with ``rescale``) of the first image that decodes,
+        from ``order[pos]`` on."""
+        n = len(self.files)
         for attempt in range(n):
             rgb = self._load(int(order[(pos + attempt) % n]))
             if rgb is not None:
@@ -178,9 +216,7 @@ class HRCrops(Dataset):
         patch = rgb[y : y + side, x : x + side]
         if side != self.crop:
             patch = cv2.resize(patch, (self.crop, self.crop), interpolation=cv2.INTER_AREA)
-        if self.flip and rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        return to_tensor(patch)
+        return patch
 
 
 class StreamSampler(Sampler[int]):

@@ -24,6 +24,9 @@ class DataConfig:
     gt_size: int = 256  # HR training crop
     crop_pad_size: int = 300  # HR crop before degradation (blur borders), then a gt_size crop
     rescale_gt: bool = True  # ResShift's: a random min(h, w) square area-resized to crop_pad_size first
+    # Re-draw HR crops that a bicubic x{scale} round trip reproduces above this PSNR (dB; 0 = off):
+    # flat sky or walls teach nothing (not in the papers, whose sets are curated; see docs/training.md)
+    flat_crop_psnr: float = 0.0
     degradation: Literal["realesrgan", "bicubic"] = "realesrgan"
     realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
     pool_batches: int = (
@@ -44,6 +47,8 @@ class DataConfig:
                 raise ConfigError(
                     f"data.{name} ({size}) must be a positive multiple of data.scale ({self.scale})"
                 )
+        if self.flat_crop_psnr < 0:
+            raise ConfigError(f"data.flat_crop_psnr must be >= 0 (0 = off), got {self.flat_crop_psnr}")
         if self.crop_pad_size < 0 or self.pool_batches < 0 or self.val_count < 0 or self.num_workers < 0:
             raise ConfigError("data.crop_pad_size, pool_batches, val_count and num_workers must be >= 0")
 

@@ -232,6 +232,8 @@ class Trainer:
             flip=data.flip,
             cache=data.cache_images,
             rescale=data.rescale_gt,
+            flat_psnr=data.flat_crop_psnr,
+            scale=data.scale,
             log=self.log,
         )
         start = start_step * self.micro_per_step * cfg.batch_size * self.acc.num_processes
