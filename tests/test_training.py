@@ -119,17 +119,20 @@ def test_flat_crops_are_redrawn_from_detailed_images(tmp_path):
     Image.fromarray((natural_image(96) * 255).astype(np.uint8)).save(detailed)
     assert bicubic_round_trip_psnr(sky, 4) > 45 > 35 > bicubic_round_trip_psnr(natural_image(96), 4)
 
-    def flat_share(threshold):
-        ds = HRCrops([flat, detailed], 64, seed=0, flat_psnr=threshold)
+    def flat_share(files, threshold, above=40):
+        ds = HRCrops(files, 64, seed=0, flat_psnr=threshold)
         psnrs = [bicubic_round_trip_psnr(ds[i].permute(1, 2, 0).numpy(), 4) for i in range(40)]
-        return np.mean([p > 40 for p in psnrs])
+        return np.mean([p > above for p in psnrs])
 
-    assert 0.3 < flat_share(0) < 0.7  # off: both images, as before
-    assert flat_share(35) == 0  # a flat draw moves on to the next image
+    assert 0.3 < flat_share([flat, detailed], 0) < 0.7  # off: both images, as before
+    assert flat_share([flat, detailed], 35) == 0  # a flat draw moves on to the next image
     ds = HRCrops([flat, detailed], 64, seed=0, flat_psnr=35)
     assert torch.equal(ds[7], HRCrops([flat, detailed], 64, seed=0, flat_psnr=35)[7])  # still pure
-    only_flat = HRCrops([flat], 64, seed=0, flat_psnr=35)
-    assert only_flat[3].shape == (3, 64, 64)  # nothing detailed to find: the least flat draw is kept
+    # Nothing under the threshold (sky ~59 dB, haze ~40 dB): the least flat draw, haze, is kept.
+    haze = tmp_path / "haze.png"
+    Image.fromarray(((0.8 * sky + 0.2 * natural_image(96)) * 255).round().astype(np.uint8)).save(haze)
+    assert 0.3 < flat_share([flat, haze], 0, above=50) < 0.7
+    assert flat_share([flat, haze], 35, above=50) == 0
 
 
 def test_bad_and_tiny_training_images_are_skipped_with_a_report(tmp_path):
