@@ -270,3 +270,44 @@ def test_compile_option_wraps_the_named_networks(monkeypatch):
     assert compiled == [body]
     Engine(LocalSR(), EngineOptions())
     assert compiled == [body]
+
+
+def test_noise_field_crops_agree_with_the_whole_field_and_are_standard_normal():
+    from sr1step.tiling import NoiseField
+
+    field = NoiseField((2, 3, 150, 130), seed=5, block=32)
+    whole = field.full()
+    assert whole.shape == (2, 3, 150, 130) and whole.dtype == torch.float32
+    for y0, y1, x0, x1 in [(0, 150, 0, 130), (7, 45, 31, 97), (63, 65, 0, 1), (140, 170, 120, 140)]:
+        torch.testing.assert_close(field.crop(y0, y1, x0, x1), whole[..., y0:y1, x0:x1], rtol=0, atol=0)
+    assert abs(whole.mean().item()) < 0.02 and abs(whole.std().item() - 1) < 0.02
+    # blocks, batch items and channels are independent draws, not copies of one block
+    a, b = whole[0, 0, :32, :32].flatten(), whole[0, 0, :32, 32:64].flatten()
+    for other in (b, whole[1, 0, :32, :32].flatten(), whole[0, 1, :32, :32].flatten()):
+        assert abs(torch.corrcoef(torch.stack([a, other]))[0, 1].item()) < 0.15
+    # a pixel's value is its position's, whatever the field's size; another seed changes it
+    torch.testing.assert_close(NoiseField((2, 3, 40, 40), seed=5, block=32).full(), whole[..., :40, :40])
+    assert (NoiseField((2, 3, 40, 40), seed=6, block=32).full() - whole[..., :40, :40]).abs().mean() > 0.5
+    # image 0 of a batch gets the same noise at any batch size
+    torch.testing.assert_close(NoiseField((1, 3, 40, 40), seed=5, block=32).full()[0], whole[0, :, :40, :40])
+
+
+def test_tiled_runs_draw_only_their_tiles_noise(monkeypatch):
+    """Memory is bounded by the tile for stochastic generators too: no image-sized noise draw."""
+    lr = _lr(160, 144)
+    model = NoisyLatentSR()
+    full = Engine(model, EngineOptions(tile=0, seed=3)).run(lr)
+    draws = []
+    real_randn = torch.randn
+
+    def recording_randn(*args, **kwargs):
+        out = real_randn(*args, **kwargs)
+        draws.append(out.numel())
+        return out
+
+    monkeypatch.setattr(torch, "randn", recording_randn)
+    engine = Engine(model, EngineOptions(tile=32, tile_overlap=8, tile_space="pixel", seed=3))
+    rows = []
+    engine.stream(lr, lambda y0, y1, r: rows.append(r))
+    assert draws and max(draws) <= 64 * 64 < 160 * 144 / 4
+    torch.testing.assert_close(torch.cat(rows, dim=2), full, atol=1e-4, rtol=0)

@@ -220,3 +220,24 @@ def test_quantised_pixels_encode_like_float_ones(ext, depth):
         )
     with pytest.raises(ValueError, match="expected float"):
         encode_image(ints.astype(np.int32), ext, bit_depth=depth)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_quantised_pixels_are_encoded_without_a_copy_of_the_image(depth):
+    """An upscaled output is the largest array of a run: encoding it must not hold it twice."""
+    import tracemalloc
+
+    from sr1step.imageio import file_dtype
+
+    dtype = file_dtype(".png", depth)
+    y, x = np.mgrid[0:1024, 0:768]
+    rgb = np.stack([x % 256, y % 256, (x + y) % 256], axis=2).astype(dtype)  # compresses well
+    tracemalloc.start()
+    try:
+        data = encode_image(rgb, ".png", bit_depth=depth)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(decoded[..., ::-1], rgb)
+    assert peak < (0.5 if depth == 8 else 1.5) * rgb.nbytes  # 16 bit: OpenCV needs one BGR copy

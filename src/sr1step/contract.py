@@ -3,8 +3,8 @@
 ``generator(lr, noise)`` takes ``lr``: (B, 3, h, w) float in [0, 1], with h and w multiples of
 ``pad_multiple``, and returns (B, 3, scale*h, scale*w), nominally in [0, 1] (the engine clamps).
 ``noise``, when the generator asks for it (``noise_channels > 0``), is a standard-normal tensor of
-shape (B, noise_channels, noise_ratio*h, noise_ratio*w); the engine draws it once per image from
-the seed, so tiled and untiled runs see the same noise field.
+shape (B, noise_channels, noise_ratio*h, noise_ratio*w); the engine draws it from the seed per
+position (``tiling.NoiseField``), so tiled and untiled runs see the same noise field.
 
 A latent generator also splits its work as ``decode(denoise(encode(lr), noise))`` with
 ``latent_ratio`` latent pixels per input pixel, so the engine can tile the denoiser in latent

@@ -2,7 +2,7 @@
 
 Tiling works in the input's pixel space (every generator) or in latent space (generators with
 ``latent_ratio``); the blending window and its exactness are described in ``tiling.py``. Memory
-is bounded by the tile size.
+is bounded by the tile size: tiles draw their own part of the noise field (``NoiseField``).
 
 ``EngineOptions`` is the user's request (names as typed on the command line), validated once
 when it is built, before any model is loaded; ``options.build(generator)`` gives the Engine.
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .colorfix import COLOR_FIXES, apply_color_fix
 from .contract import SRGenerator
 from .devices import DTYPES, resolve_device, resolve_dtype
-from .tiling import TileInput, count_tiles, pad_to_multiple, tiled_apply
+from .tiling import NoiseField, TileInput, count_tiles, pad_to_multiple, tiled_apply
 
 TILE_SPACES = ("auto", "pixel", "latent")
 
@@ -107,14 +107,12 @@ class Engine:
         m = self.multiple
         return count_tiles(math.ceil(h / m) * m, math.ceil(w / m) * m, self.tile, self.overlap)
 
-    def _noise(self, batch: int, h: int, w: int) -> torch.Tensor | None:
+    def _noise(self, batch: int, h: int, w: int) -> NoiseField | None:
         g = self.generator
         if g.noise_channels == 0:
             return None
-        # Drawn on the CPU so a seed gives the same image on every device.
-        rng = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(batch, g.noise_channels, h * g.noise_ratio, w * g.noise_ratio, generator=rng)
-        return noise.to(self.device, self.dtype)
+        shape = (batch, g.noise_channels, h * g.noise_ratio, w * g.noise_ratio)
+        return NoiseField(shape, self.seed, self.device, self.dtype)
 
     def _tiled(self, h: int, w: int) -> bool:
         """Whether an h x w input runs in tiles (its padded size exceeds the tile)."""
@@ -176,7 +174,7 @@ class Engine:
         if not tiled:
             g.on_step = progress if g.steps > 1 else None  # per-step progress of a whole image
             try:
-                out = g(x, noise) if noise is not None else g(x)
+                out = g(x, noise.full()) if noise is not None else g(x)
             finally:
                 g.on_step = None
             if progress is not None and g.steps <= 1:

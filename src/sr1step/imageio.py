@@ -241,16 +241,19 @@ def encode_image(
         # ITU-R BT.601 luma, the same weights Pillow and OpenCV use for RGB -> L.
         rgb = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
     planes = [rgb] if alpha is None else [rgb, alpha[:, :, None]]
-    quantized = np.empty((*rgb.shape[:2], sum(p.shape[2] for p in planes)), dtype)
-    c = 0
-    for plane in planes:
-        n = plane.shape[2]
-        if plane.dtype == dtype:
-            quantized[:, :, c : c + n] = plane
-        else:  # in bands of rows: no float temporaries of the whole image
-            for y in range(0, plane.shape[0], 256):
-                quantized[y : y + 256, :, c : c + n] = quantize(plane[y : y + 256], dtype)
-        c += n
+    if len(planes) == 1 and rgb.dtype == dtype:  # already as the file stores it: no copy of the image
+        quantized = np.ascontiguousarray(rgb)
+    else:
+        quantized = np.empty((*rgb.shape[:2], sum(p.shape[2] for p in planes)), dtype)
+        c = 0
+        for plane in planes:
+            n = plane.shape[2]
+            if plane.dtype == dtype:
+                quantized[:, :, c : c + n] = plane
+            else:  # in bands of rows: no float temporaries of the whole image
+                for y in range(0, plane.shape[0], 256):
+                    quantized[y : y + 256, :, c : c + n] = quantize(plane[y : y + 256], dtype)
+            c += n
     channels = quantized.shape[2]
 
     if bit_depth == 16:

@@ -4,6 +4,7 @@ Tiles overlap and are blended with a window that is zero over the outer quarter 
 and rises with a raised cosine to one. A model whose receptive field fits in that quarter
 therefore gives the same output tiled or untiled, and no seam. Memory is bounded by the tile
 size: tiles run ``batch_size`` at a time and their outputs accumulate into the result.
+Stochastic generators' noise is a ``NoiseField``: each tile draws only its own part of it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -63,12 +65,59 @@ def blend_ramp(size: int, overlap: int, ramp_start: bool, ramp_end: bool, device
     return weights
 
 
+class NoiseField:
+    """Standard-normal noise of ``shape`` (B, C, H, W), drawn only where it is read.
+
+    Each ``block`` x ``block`` square comes from its own CPU generator seeded with (seed, block
+    row, block column), so a pixel's value depends on the seed and its position only: every crop
+    agrees with the whole field (tiles agree in their overlaps, tiled == untiled, any device), and
+    a crop costs memory of its own size, not the image's. Image i of a batch gets the same noise
+    whatever the batch size.
+    """
+
+    def __init__(self, shape, seed: int, device=None, dtype=None, block: int = 64):
+        self.shape = torch.Size(shape)
+        self.seed, self.block = int(seed), block
+        self.device, self.dtype = device, dtype
+
+    def _block(self, row: int, col: int) -> torch.Tensor:
+        b, c = self.shape[:2]
+        seed = int(np.random.SeedSequence([self.seed, row, col]).generate_state(1)[0])
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(b, c, self.block, self.block, generator=g)
+
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """The field's rows [y0, y1) and columns [x0, x1) (clipped to its size)."""
+        h, w = self.shape[-2:]
+        y0, y1, x0, x1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+        n = self.block
+        out = torch.empty(*self.shape[:2], max(y1 - y0, 0), max(x1 - x0, 0))
+        for row in range(y0 // n, -(-y1 // n)):
+            for col in range(x0 // n, -(-x1 // n)):
+                by, bx = row * n, col * n  # the block's corner
+                top, bottom, left, right = max(y0, by), min(y1, by + n), max(x0, bx), min(x1, bx + n)
+                part = self._block(row, col)[..., top - by : bottom - by, left - bx : right - bx]
+                out[..., top - y0 : bottom - y0, left - x0 : right - x0] = part
+        return out.to(self.device, self.dtype)
+
+    def full(self) -> torch.Tensor:
+        return self.crop(0, self.shape[-2], 0, self.shape[-1])
+
+
 @dataclass
 class TileInput:
-    """A tensor to tile along with the others: ``ratio`` of its pixels per grid pixel."""
+    """A tensor (or a noise field) to tile along with the others: ``ratio`` of its pixels per
+    grid pixel."""
 
-    tensor: torch.Tensor
+    tensor: torch.Tensor | NoiseField
     ratio: int = 1
+
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """Grid rows [y0, y1) and columns [x0, x1), in this input's pixels."""
+        k = self.ratio
+        if isinstance(self.tensor, NoiseField):
+            return self.tensor.crop(y0 * k, y1 * k, x0 * k, x1 * k)
+        return self.tensor[..., y0 * k : y1 * k, x0 * k : x1 * k]
 
 
 # sink(y0, y1, rows): rows [y0, y1) of the output, blended and final, (B, C, y1 - y0, W) float32
@@ -123,9 +172,7 @@ def tiled_apply(
         chunk = boxes[start : start + batch_size]
         args = []
         for inp in inputs:
-            k = inp.ratio
-            crops = [inp.tensor[..., y * k : (y + tile_h) * k, x * k : (x + tile_w) * k] for y, x in chunk]
-            args.append(torch.cat(crops, dim=0))
+            args.append(torch.cat([inp.crop(y, y + tile_h, x, x + tile_w) for y, x in chunk], dim=0))
         result = fn(*args).float()
         dev = result.device
         for i, (y, x) in enumerate(chunk):
