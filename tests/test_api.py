@@ -58,9 +58,19 @@ def test_tensor_in_tensor_out_single_and_batch(up):
     assert up(torch.stack([x, x])).shape == (2, 3, 32, 32)
 
 
-def test_other_output_scales_and_bad_inputs():
+def test_other_output_scales_and_bad_inputs(up):
+    import cv2
+
     up2 = sr1step.Upscaler("bicubic", scale=2.5, device="cpu")
-    assert up2(natural_image(16, 1)).shape == (40, 40, 3)
+    rgb = natural_image(16, 1)
+    assert up2(rgb).shape == (40, 40, 3)
+    # a scale the model lacks: its x4 output resized, area down (x2.5), Lanczos up (x5.5)
+    native = up(rgb)
+    area = cv2.resize(native, (40, 40), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(up2(rgb), area, atol=1e-6)
+    up55 = sr1step.Upscaler("bicubic", scale=5.5, device="cpu")
+    lanczos = np.clip(cv2.resize(native, (88, 88), interpolation=cv2.INTER_LANCZOS4), 0, 1)
+    np.testing.assert_allclose(up55(rgb), lanczos, atol=1e-6)
     with pytest.raises(ValueError, match="scale"):
         sr1step.Upscaler("bicubic", scale=0)
     with pytest.raises(TypeError):

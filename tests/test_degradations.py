@@ -238,3 +238,31 @@ def test_hr_crops_rescale_the_picture_as_resshift_does(tmp_path, rescale, expect
     for i in range(3):
         row = crops[i][0, 50].numpy()
         assert row[-1] - row[0] == pytest.approx(expected * 99 / 100, abs=0.02)
+
+
+def test_hr_crops_are_mirrored_half_of_the_time_only_with_flip(tmp_path):
+    from sr1step.data.datasets import HRCrops
+    from sr1step.imageio import save_png
+
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32)[None, :, None], (64, 1, 3))  # = the whole crop
+    save_png(tmp_path / "ramp.png", ramp)
+    for flip in (True, False):
+        crops = HRCrops([tmp_path / "ramp.png"], 64, seed=0, flip=flip)
+        mirrored = [bool(crops[i][0, 0, 0] > crops[i][0, 0, -1]) for i in range(200)]
+        assert (0.35 < np.mean(mirrored) < 0.65) if flip else not any(mirrored)
+
+
+def test_jpeg_qualities_are_drawn_from_each_stage_range(monkeypatch):
+    from sr1step.data import degradations
+
+    calls = []
+    real_jpeg = degradations.jpeg
+    monkeypatch.setattr(degradations, "jpeg", lambda x, q: calls.append(q.clone()) or real_jpeg(x, q))
+    cfg = RealESRGANConfig(jpeg_range=(40.0, 50.0), jpeg_range2=(80.0, 90.0), second_order_prob=1.0)
+    hr = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for seed in range(3):
+        calls.clear()
+        RealESRGANDegradation(cfg)(hr, torch.Generator().manual_seed(seed))
+        assert len(calls) == 2  # the first order's, then the final one (the second order has none)
+        for q, (lo, hi) in zip(calls, [(40, 50), (80, 90)]):
+            assert q.shape == (4,) and torch.all((q >= lo) & (q <= hi)) and q.unique().numel() == 4

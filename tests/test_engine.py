@@ -154,6 +154,19 @@ def test_bf16_runs_on_cpu():
     assert (out - ref).abs().max() < 0.05
 
 
+def test_colour_fix_takes_its_colours_from_the_bicubic_upscaled_input():
+    class Grey(SRGenerator):
+        scale, pad_multiple = 2, 1
+
+        def forward(self, lr, noise=None):
+            return torch.full((lr.shape[0], 3, 2 * lr.shape[2], 2 * lr.shape[3]), 0.5)
+
+    lr = _lr(40, 36)
+    out = Engine(Grey(), EngineOptions(color_fix="wavelet")).run(lr)
+    ref = F.interpolate(lr, scale_factor=2, mode="bicubic").clamp(0, 1)
+    torch.testing.assert_close(out, wavelet_lowpass(ref).clamp(0, 1), atol=1e-5, rtol=0)
+
+
 def test_adain_matches_reference_statistics():
     g = torch.Generator().manual_seed(0)
     content = torch.rand(1, 3, 32, 32, generator=g)

@@ -75,6 +75,10 @@ def test_posterior_variance_and_input_scaling_table():
     t = torch.arange(15)
     std = 1 / sched.scale_input(x, t).flatten()
     np.testing.assert_allclose(std.numpy()[[0, 7, 14]], [1.0008, 1.3805, 2.2182], atol=1e-4)
+    # pixel-space models divide by the official ``sqrt(eta_t) * kappa * 3 + 1`` instead
+    pixel = ResShiftSchedule(ResShiftScheduleConfig(steps=4, kappa=2.0, min_noise_level=0.2, latent=False))
+    scale = 1 / pixel.scale_input(torch.ones(4, 1, 1, 1), torch.arange(4)).flatten()
+    np.testing.assert_allclose(scale.numpy(), np.array(V3_SQRT_ETA) * 2.0 * 3 + 1, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

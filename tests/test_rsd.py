@@ -115,6 +115,41 @@ def test_distribution_matching_gradient_is_fake_minus_teacher(teacher):
     assert torch.all((norm > 0.1) & (norm < 10))
 
 
+def test_distribution_matching_draws_below_the_node_and_normalises_per_sample(teacher):
+    """The reference computation of the DM gradient: fake and teacher are queried at one z_s drawn
+    at t_s in 0..t_node-1, and (fake - teacher) is divided by each sample's own mean |x0 - teacher|."""
+    recipe = RSDRecipe(tiny_run(teacher, overrides=["model.perceptual_weight=0.0", "model.gan_weight=0.0"]))
+    with torch.no_grad():
+        recipe.fake.unet.out[2].bias += 0.5
+    calls = []
+    real_x0 = recipe.x0
+
+    def recording_x0(net, x_t, t, z_y, lq, noise_map=None):
+        out = real_x0(net, x_t, t, z_y, lq, noise_map)
+        calls.append((net is recipe.fake.unet, x_t.clone(), t.clone(), out.clone()))
+        return out
+
+    recipe.x0 = recording_x0
+    z, lq = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1
+    x0 = torch.randn(2, 3, 32, 32) * torch.tensor([1.0, 20.0]).view(2, 1, 1, 1)  # very different scales
+    x0.requires_grad_(True)
+    t_node = torch.tensor([1, 3])
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(12):
+        calls.clear()
+        x0.grad = None
+        recipe.distribution_matching(x0, z, t_node, z, lq).backward()
+        (is_fake, z_fake, t_fake, f_fake), (is_fake2, z_teacher, t_teacher, f_teacher) = calls
+        assert is_fake and not is_fake2 and torch.equal(z_fake, z_teacher) and torch.equal(t_fake, t_teacher)
+        assert torch.all(t_fake < t_node) and torch.all(t_fake >= 0)
+        seen.update(t_fake[1:].tolist())
+        norm = (x0 - f_teacher).abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-8
+        expected = (f_fake - f_teacher) / norm / x0.numel()
+        torch.testing.assert_close(x0.grad, expected, rtol=1e-4, atol=1e-9)
+    assert seen == {0, 1, 2}  # every level below the node is drawn
+
+
 def test_fake_loss_falls_on_a_fixed_student(teacher):
     recipe = RSDRecipe(tiny_run(teacher, overrides=["model.gan_weight=0.0"]))
     recipe.bind(recipe.networks())

@@ -147,6 +147,51 @@ def test_discriminator_loss_falls_when_real_and_fake_differ():
     assert loss.item() < 0.5 * first
 
 
+def test_losses_draw_discriminator_times_in_range_and_share_noise(teacher, monkeypatch):
+    """t_d ~ U{0..disc_max_timestep} in both phases, real and fake noised alike; HFSD noises the
+    student's output and its target with the same noise, so only their difference is scored."""
+    from sr1step.methods import tadsr
+
+    recipe = TADSRRecipe(tiny_run(teacher))
+    recipe.bind(recipe.networks())
+    seen = {"discriminator": set(), "generator": set()}
+    phase = ["discriminator"]
+    real_features = recipe.teacher_features
+
+    def features(x0, z_y, lq, t, noise):
+        seen[phase[0]].update(t.tolist())
+        if phase[0] == "discriminator":  # real and fake halves: same t, same noise
+            b = x0.shape[0] // 2
+            assert torch.equal(t[:b], t[b:]) and torch.equal(noise[:b], noise[b:])
+        return real_features(x0, z_y, lq, t, noise)
+
+    sampled, pairs = [], []
+    real_q_sample, real_hfsd = recipe.schedule.q_sample, tadsr.hfsd_gradient
+
+    def q_sample(x0, y, t, noise):
+        out = real_q_sample(x0, y, t, noise)
+        sampled.append((out, noise))
+        return out
+
+    def hfsd(schedule, teacher_x0, x_s, x_r, *args):
+        noise = {id(out): n for out, n in sampled}
+        pairs.append((noise[id(x_s)], noise[id(x_r)]))
+        return real_hfsd(schedule, teacher_x0, x_s, x_r, *args)
+
+    monkeypatch.setattr(recipe, "teacher_features", features)
+    monkeypatch.setattr(recipe.schedule, "q_sample", q_sample)
+    monkeypatch.setattr(tadsr, "hfsd_gradient", hfsd)
+    b = batch()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name in ["discriminator"] * 12 + ["generator"] * 12:
+            phase[0] = name
+            recipe.loss(name, b, {})
+    top = recipe.cfg.disc_max_timestep
+    assert seen["discriminator"] == seen["generator"] == set(range(top + 1))
+    assert len(pairs) == 12 and all(torch.equal(a, b) for a, b in pairs)
+
+
 def test_official_quirks_are_switches(teacher):
     paper = TADSRRecipe(tiny_run(teacher))
     official = TADSRRecipe(
