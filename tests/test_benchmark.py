@@ -202,6 +202,11 @@ def test_benchmark_cli_outputs_resume_and_new_metric(tmp_path, monkeypatch):
     assert row2["scores"]["psnr"] == row["scores"]["psnr"] and "ssim" in row2["scores"]
     lines = (next((out / "cache").iterdir()) / "set.jsonl").read_text().splitlines()
     assert len(lines) == 6  # 3 images x (psnr, then ssim)
+    # any setting that changes the images (here the seed) is a new cache entry: scored again
+    for options in (["--seed", "1"], ["--tile", "6", "--tile-overlap", "2"], ["--color-fix", "adain"]):
+        calls.clear()
+        assert runner.invoke(app, [*args2, *options]).exit_code == 1
+        assert len(calls) == 3, options
 
 
 def test_benchmark_reference_and_speed_with_tiny_resshift(tmp_path, monkeypatch):

@@ -279,6 +279,12 @@ def test_in_place_with_a_suffix_works_and_true_collisions_are_refused(photo_dir)
     assert Image.open(photo_dir / "rgb_x4.png").size == (96, 96)
     again = runner.invoke(app, ["upscale", str(photo_dir / "rgb.png"), str(photo_dir)])
     assert again.exit_code == 1 and "output path is an input file" in " ".join(again.output.split())
+    before = (photo_dir / "rgb.png").read_bytes()  # the same through relative paths
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(photo_dir)
+        relative = runner.invoke(app, ["upscale", "rgb.png", ".", "--overwrite"])
+    assert relative.exit_code == 1 and "output path is an input file" in " ".join(relative.output.split())
+    assert (photo_dir / "rgb.png").read_bytes() == before
 
 
 def test_unwritable_output_fails_before_loading_a_model(photo_dir, tmp_path, monkeypatch):

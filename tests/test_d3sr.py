@@ -1,5 +1,7 @@
 """D3SR: one-step SD generator, diffusion discriminator, EA-DISTS, training, export/upscale."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -214,6 +216,34 @@ def test_gradients_reach_lora_only():
     lora_b = [p.grad.abs().sum().item() for n, p in recipe.gnet.named_parameters() if "lora_B" in n]
     assert sum(g > 0 for g in lora_b) > 0.5 * len(lora_b)
     assert all(p.grad is None for p in recipe.gen.vae.parameters())
+
+
+def test_losses_are_weighted_and_real_latents_scaled_and_noised_like_fakes():
+    from sr1step.training.recipe import Batch
+
+    hr = img(5, 32)
+    batch = Batch(hr=hr, lr=F.interpolate(hr, scale_factor=0.25, mode="area"))
+    terms = {}
+    for weight in (1.0, 3.0):
+        torch.manual_seed(0)
+        recipe = D3SRRecipe(tiny_run(1))
+        recipe.losses = replace(recipe.losses, mse_weight=weight, gan_weight=0.0)
+        recipe.bind(recipe.networks())
+        state = {}
+        with torch.no_grad():
+            loss, logs = recipe.loss("generator", batch, state)
+        terms[weight] = loss.item() - logs["ea_dists"]
+        assert terms[weight] == pytest.approx(weight * logs["mse"], rel=1e-5)
+    # the discriminator's real samples are the HR's latents in the generator's scaled space
+    gen = recipe.gen
+    z = gen.vae.encode(hr * 2 - 1).latent_dist.mode() * gen.scaling_factor
+    torch.testing.assert_close(state["real"], z)
+    seen = []
+    real_forward = recipe.wrapped["discriminator"].forward
+    recipe.wrapped["discriminator"].forward = lambda x, t, n: seen.append((t, n)) or real_forward(x, t, n)
+    recipe.loss("discriminator", batch, state)
+    (t, noise), b = seen[0], hr.shape[0]
+    assert torch.equal(t[:b], t[b:]) and torch.equal(noise[:b], noise[b:])  # real and fake noised alike
 
 
 def test_tiny_training_changes_lora_resumes_and_exports(tmp_path):

@@ -241,3 +241,11 @@ def test_quantised_pixels_are_encoded_without_a_copy_of_the_image(depth):
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(decoded[..., ::-1], rgb)
     assert peak < (0.5 if depth == 8 else 1.5) * rgb.nbytes  # 16 bit: OpenCV needs one BGR copy
+
+
+def test_gray_outputs_use_bt601_luma():
+    rgb = np.zeros((4, 4, 3), np.float32)
+    rgb[:, :, 0], rgb[:2, :, 1] = 1.0, 1.0  # red, and yellow in the top half
+    data = encode_image(rgb, ".png", grayscale=True)
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert gray.shape == (4, 4) and gray[3, 0] == round(0.299 * 255) and gray[0, 0] == round(0.886 * 255)

@@ -150,6 +150,24 @@ def test_distribution_matching_draws_below_the_node_and_normalises_per_sample(te
     assert seen == {0, 1, 2}  # every level below the node is drawn
 
 
+def test_perceptual_term_is_weighted(teacher):
+    for weight in (1.0, 2.5):
+        recipe = RSDRecipe(
+            tiny_run(
+                teacher,
+                overrides=[
+                    "model.dm_weight=0.0",
+                    "model.gan_weight=0.0",
+                    f"model.perceptual_weight={weight}",
+                ],
+            )
+        )
+        recipe.bind(recipe.networks())
+        with torch.no_grad():
+            loss, logs = recipe.loss("generator", batch(), {})
+        assert logs["mse"] > 0 and loss.item() == pytest.approx(weight * logs["mse"], rel=1e-6)
+
+
 def test_fake_loss_falls_on_a_fixed_student(teacher):
     recipe = RSDRecipe(tiny_run(teacher, overrides=["model.gan_weight=0.0"]))
     recipe.bind(recipe.networks())

@@ -190,6 +190,15 @@ def test_losses_draw_discriminator_times_in_range_and_share_noise(teacher, monke
     top = recipe.cfg.disc_max_timestep
     assert seen["discriminator"] == seen["generator"] == set(range(top + 1))
     assert len(pairs) == 12 and all(torch.equal(a, b) for a, b in pairs)
+    # the HFSD term is the mean of (direction * student output): a surrogate whose gradient is the
+    # direction / numel; with a direction of ones it is the student output's mean
+    students = []
+    real_student_x0 = recipe.student_x0
+    monkeypatch.setattr(recipe, "student_x0", lambda *a: students.append(real_student_x0(*a)) or students[-1])
+    monkeypatch.setattr(tadsr, "hfsd_gradient", lambda schedule, teacher_x0, x_s, *a: torch.ones_like(x_s))
+    with torch.no_grad():
+        logs = recipe.loss("generator", b, {})[1]
+    assert logs["hfsd"] == pytest.approx(students[-1].float().mean().item(), rel=1e-6)
 
 
 def test_official_quirks_are_switches(teacher):

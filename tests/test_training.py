@@ -133,6 +133,8 @@ def test_flat_crops_are_redrawn_from_detailed_images(tmp_path):
     Image.fromarray(((0.8 * sky + 0.2 * natural_image(96)) * 255).round().astype(np.uint8)).save(haze)
     assert 0.3 < flat_share([flat, haze], 0, above=50) < 0.7
     assert flat_share([flat, haze], 35, above=50) == 0
+    # A draw under the threshold is kept, not traded for a more detailed one (haze < 45 dB).
+    assert 0.3 < flat_share([haze, detailed], 45, above=37) < 0.7
 
 
 def test_bad_and_tiny_training_images_are_skipped_with_a_report(tmp_path):
@@ -480,3 +482,21 @@ def test_train_on_unusable_data_says_why_in_one_line(tmp_path, content):
     else:
         assert "all 2 files were skipped" in flat and "a.png: unreadable" in flat
         assert "UserWarning" not in result.output and "skipping training image" in flat
+
+
+def test_exported_weights_are_the_moving_average(tmp_path):
+    weights = {}
+    for name, steps, train in [
+        ("init", 1, dict(lr=1e-30)),  # a step that does not move the weights
+        ("raw", 3, dict(ema_decay=0.0)),
+        ("ema", 3, dict(ema_decay=0.9)),
+    ]:
+        run = tiny_run(steps=steps, checkpoint_every=0, **train)
+        result = Trainer(run, RESSHIFT.build_recipe, tmp_path / name, log=lambda m: None).fit()
+        weights[name] = export_weights(result.export_dir)
+
+    def dist(a, b):
+        return sum((weights[a][k].float() - weights[b][k].float()).norm() ** 2 for k in weights[a]) ** 0.5
+
+    # the average trails the raw weights: it has moved from the start, but less far than they have
+    assert 0 < dist("ema", "raw") and 0 < dist("ema", "init") < dist("raw", "init")
