@@ -147,7 +147,7 @@ def test_discriminator_loss_falls_when_real_and_fake_differ():
     assert loss.item() < 0.5 * first
 
 
-def test_losses_draw_discriminator_times_in_range_and_share_noise(teacher, monkeypatch):
+def test_discriminator_times_shared_noise_and_the_hfsd_surrogate(teacher, monkeypatch):
     """t_d ~ U{0..disc_max_timestep} in both phases, real and fake noised alike; HFSD noises the
     student's output and its target with the same noise, so only their difference is scored."""
     from sr1step.methods import tadsr

@@ -241,7 +241,7 @@ def encode_image(
         # ITU-R BT.601 luma, the same weights Pillow and OpenCV use for RGB -> L.
         rgb = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
     planes = [rgb] if alpha is None else [rgb, alpha[:, :, None]]
-    if len(planes) == 1 and rgb.dtype == dtype:  # already as the file stores it: no copy of the image
+    if alpha is None and rgb.dtype == dtype:  # already as the file stores it: no copy of the image
         quantized = np.ascontiguousarray(rgb)
     else:
         quantized = np.empty((*rgb.shape[:2], sum(p.shape[2] for p in planes)), dtype)
