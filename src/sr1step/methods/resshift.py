@@ -63,16 +63,17 @@ NETWORKS: dict[str, ResShiftConfig] = {
         schedule=ResShiftScheduleConfig(steps=4, min_noise_level=0.2, latent=False, predict="residual"),
         autoencoder=AutoencoderConfig(kind="pixel"),
     ),
-    # sr1step's embedded default (teacher and students): a 3.5M-parameter UNet that runs at the LR
+    # sr1step's embedded default (teacher and students): a 5.0M-parameter UNet that runs at the LR
     # resolution on the 4x space-to-depth of the image (48 channels), residual parameterisation and
-    # a small kappa (its samples stay close to the image: a PSNR-friendly default). Our choice.
+    # a small kappa (its samples stay close to the image: a PSNR-friendly default). Our choice; two
+    # residual blocks per level gained 0.06 dB over one in the same GPU time (docs/default-model.md).
     "compact": ResShiftConfig(
         unet=ResShiftUNetConfig(
             image_size=64,
             in_channels=48,
             out_channels=48,
             model_channels=64,
-            num_res_blocks=(1, 1, 1),
+            num_res_blocks=(2, 2, 2),
             attention_resolutions=(16,),
             channel_mult=(1, 1, 2),
             num_head_channels=32,
@@ -425,19 +426,19 @@ TRAIN_PRESETS = {
             sample_images=2,
         ),
     ),
-    # sr1step's embedded default, teacher stage (benchmarks/default_model.py runs its four stages,
-    # overrides of this one): the photo set of benchmarks/photo_set.py, MILD_REALESRGAN (90 % clean
-    # bicubic), 256 px native crops (the photos are tiles of 4-5K originals), bf16 autocast (2x on
-    # CPUs with AVX512-BF16).
+    # sr1step's embedded default, teacher stage 1 (benchmarks/default_model.py; stage 2 overrides
+    # it): the photo set of benchmarks/photo_set.py, MILD_REALESRGAN (90 % clean bicubic), 256 px
+    # native crops (the photos are tiles of 4-5K originals), bf16 autocast. Batch 32: 7 it/s on
+    # an H100 (8 minutes), about 0.1 it/s on 2 CPU cores.
     "compact": lambda: _resshift_run(
         "compact",
         {},
         COMPACT_DATA,
         dict(
-            max_steps=4000,
-            batch_size=8,
+            max_steps=2860,
+            batch_size=32,
             lr=5e-4,
-            warmup_steps=100,
+            warmup_steps=200,
             lr_schedule="cosine",
             ema_decay=0.999,
             mixed_precision="bf16",
