@@ -10,9 +10,9 @@ Stages (each resumes where an earlier run stopped):
            the weights of the first (model.init_weights):
            1. the preset: 2860 steps, batch 32, 90 % clean pairs    -> runs/compact-teacher-stage1
            2. 2050 steps at lr 2e-4, 100 % clean pairs               -> runs/compact-teacher
-           (the shipped teacher ran both on an H100, 8 and 5 minutes; on 2 CPU cores they take
-           hours. Weights that travelled between machines were rounded to fp16: stage 1's into
-           stage 2, stage 2's into the students.)
+           (the shipped teacher ran both on an H100, 8 and 5 minutes; on 2 CPU cores they would
+           take hours, not measured. Weights that travelled between machines were rounded to
+           fp16: stage 1's into stage 2, stage 2's into the students.)
   rsd      sr1step distill -m rsd -p compact, 100 % clean pairs    -> runs/compact-rsd
   tadsr    sr1step distill -m tadsr -p compact, 100 % clean pairs  -> runs/compact-tadsr
   report   PSNR-Y/SSIM-Y on the held-out photos, time and memory; runs/compact-report.{json,md}

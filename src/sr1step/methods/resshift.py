@@ -429,7 +429,7 @@ TRAIN_PRESETS = {
     # sr1step's embedded default, teacher stage 1 (benchmarks/default_model.py; stage 2 overrides
     # it): the photo set of benchmarks/photo_set.py, MILD_REALESRGAN (90 % clean bicubic), 256 px
     # native crops (the photos are tiles of 4-5K originals), bf16 autocast. Batch 32: 7 it/s on
-    # an H100 (8 minutes), about 0.1 it/s on 2 CPU cores.
+    # an H100 shared by three runs (8 minutes).
     "compact": lambda: _resshift_run(
         "compact",
         {},
