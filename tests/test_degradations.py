@@ -252,6 +252,37 @@ def test_hr_crops_are_mirrored_half_of_the_time_only_with_flip(tmp_path):
         assert (0.35 < np.mean(mirrored) < 0.65) if flip else not any(mirrored)
 
 
+def test_hr_crops_take_all_eight_orientations_with_rotate_and_keep_the_stream_without(tmp_path):
+    from sr1step.data.datasets import HRCrops
+    from sr1step.imageio import save_png
+
+    # A 64 px picture with four distinct corner values: its orientation is readable from them.
+    corners = np.zeros((64, 64, 3), np.float32)
+    corners[:32, :32], corners[:32, 32:], corners[32:, :32], corners[32:, 32:] = 0.1, 0.4, 0.7, 1.0
+    save_png(tmp_path / "corners.png", corners)
+
+    def orientations(crops):
+        return {
+            tuple(round(v, 1) for v in crops[i][0, [0, 0, -1, -1], [0, -1, 0, -1]].tolist())
+            for i in range(200)
+        }
+
+    assert len(orientations(HRCrops([tmp_path / "corners.png"], 64, seed=0, rotate=True))) == 8  # 4 turns x 2
+    assert orientations(HRCrops([tmp_path / "corners.png"], 64, seed=0)) == {
+        (0.1, 0.4, 0.7, 1.0),
+        (0.4, 0.1, 1.0, 0.7),
+    }
+    # The orientation is drawn after the crop and the horizontal flip, so rotate=True keeps the
+    # stream of crops (and rotate=False, the default, the stream of runs before the option).
+    noise = np.random.default_rng(0).random((96, 120, 3), dtype=np.float32)
+    save_png(tmp_path / "noise.png", noise)
+    plain, rotated = (HRCrops([tmp_path / "noise.png"], 48, seed=5, rotate=r) for r in (False, True))
+    for i in range(20):
+        r = rotated[i]
+        undone = [r, r.flip(1), r.transpose(1, 2), r.transpose(1, 2).flip(1)]
+        assert any(torch.equal(plain[i], u) for u in undone)
+
+
 def test_jpeg_qualities_are_drawn_from_each_stage_range(monkeypatch):
     from sr1step.data import degradations
 

@@ -107,6 +107,9 @@ def bicubic_round_trip_psnr(rgb: np.ndarray, scale: int) -> float:
 class HRCrops(Dataset):
     """Random ``crop`` x ``crop`` HR patches (reflect-padded when an image is smaller), with flips.
 
+    ``rotate`` (BasicSR's ``use_rot``, off in ResShift's configs) adds a vertical flip and a
+    transpose, each with probability 0.5: all eight orientations instead of two.
+
     ``rescale`` (ResShift's ``rescale_gt``, on in its configs): a random square of side
     min(h, w) is area-resized to ``crop`` first, so a patch shows the whole picture's scale rather
     than a native-resolution detail. ``flat_psnr`` (dB, 0 = off): a patch that a bicubic round
@@ -123,6 +126,7 @@ class HRCrops(Dataset):
         crop: int,
         seed: int = 0,
         flip: bool = True,
+        rotate: bool = False,
         cache: bool = False,
         rescale: bool = False,
         flat_psnr: float = 0.0,
@@ -150,6 +154,7 @@ class HRCrops(Dataset):
         self.scale = scale
         self.seed = seed
         self.flip = flip
+        self.rotate = rotate
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self._bad: set[int] = set()
         self._order: tuple[int, np.ndarray] = (
@@ -193,6 +198,11 @@ class HRCrops(Dataset):
                     patch, score = other, other_score
         if self.flip and rng.random() < 0.5:
             patch = patch[:, ::-1]
+        if self.rotate:  # drawn after the flip, so rotate=False keeps the earlier stream
+            if rng.random() < 0.5:
+                patch = patch[::-1]
+            if rng.random() < 0.5:
+                patch = patch.transpose(1, 0, 2)
         return to_tensor(patch)
 
     def _patch(self, order: np.ndarray, pos: int, rng: np.random.Generator) -> np.ndarray:

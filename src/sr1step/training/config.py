@@ -33,6 +33,7 @@ class DataConfig:
         10  # Real-ESRGAN pair pool of pool_batches x batch_size pairs (realesrgan only; 0 = off)
     )
     flip: bool = True
+    rotate: bool = False  # also vertical flips and transposes (BasicSR's use_rot; ResShift: off)
     cache_images: bool = False  # keep decoded training images in memory (small sets)
     num_workers: int = 0
     val_size: int = 256  # HR crop size of synthesised validation pairs

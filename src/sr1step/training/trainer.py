@@ -230,6 +230,7 @@ class Trainer:
             max(data.crop_pad_size, data.gt_size),
             seed=cfg.seed,
             flip=data.flip,
+            rotate=data.rotate,
             cache=data.cache_images,
             rescale=data.rescale_gt,
             flat_psnr=data.flat_crop_psnr,
