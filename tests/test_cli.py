@@ -157,6 +157,7 @@ def test_dry_run_writes_nothing(photo_dir, tmp_path):
         ["--device", "tpu"],
         ["--dtype", "fp8"],
         ["--color-fix", "magic"],
+        ["--ensemble", "3"],
         ["--tile", "16", "--tile-overlap", "16"],
         ["--ext", "gif"],
     ],

@@ -139,6 +139,49 @@ def test_engine_validates_options():
         Engine(LocalSR(), EngineOptions(tile_space="latent"))
     with pytest.raises(ValueError, match="overlap"):
         Engine(LocalSR(), EngineOptions(tile=16, tile_overlap=16))
+    with pytest.raises(ValueError, match="ensemble must be 1, 2, 4 or 8"):
+        EngineOptions(ensemble=3)
+
+
+def _orientations(n):
+    """(do, undo) pairs of the first n self-ensemble orientations, written with rot90: the mirror
+    (n >= 2), the other flip and the half turn (n >= 4), then the quarter turns (n = 8)."""
+    group = [(r, m) for m in (False, True) for r in range(4)]  # r quarter turns of x, mirrored first
+    wanted = {1: [(0, False)], 2: [(0, False), (0, True)], 4: [(0, False), (0, True), (2, False), (2, True)]}
+    for r, m in wanted.get(n, group):
+        yield (
+            lambda x, r=r, m=m: torch.rot90(x.flip(-1) if m else x, r, (-2, -1)),
+            lambda y, r=r, m=m: (lambda z: z.flip(-1) if m else z)(torch.rot90(y, -r, (-2, -1))),
+        )
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_self_ensemble_is_the_mean_over_orientations_whole_and_tiled(n):
+    lr = _lr(40, 29)
+    model = LocalSR()  # random convolutions: no symmetry, so every orientation's output differs
+    with torch.no_grad():
+        expected = torch.stack([undo(model(do(lr))) for do, undo in _orientations(n)]).mean(0).clamp(0, 1)
+    single = Engine(model).run(lr)
+    whole = Engine(model, EngineOptions(ensemble=n)).run(lr)
+    tiled = Engine(model, EngineOptions(ensemble=n, tile=24, tile_overlap=16, batch_size=2)).run(lr)
+    assert (whole - expected).abs().max().item() < 1e-5
+    assert (tiled - expected).abs().max().item() < 1e-4
+    assert (single - expected).abs().max().item() > 1e-3
+
+
+def test_self_ensemble_turns_the_noise_with_the_image():
+    class NoiseOnly(SRGenerator):  # output = the HR-resolution noise: any misalignment would blur it
+        scale, noise_channels, noise_ratio = 2, 3, 2
+
+        def forward(self, lr, noise=None):
+            return 0.5 + 0.1 * noise
+
+    lr = _lr(24, 18)
+    single = Engine(NoiseOnly(), EngineOptions(seed=3)).run(lr)
+    assert single.std() > 0.05
+    for tile in (0, 8):
+        out = Engine(NoiseOnly(), EngineOptions(seed=3, ensemble=8, tile=tile, tile_overlap=4)).run(lr)
+        assert (out - single).abs().max().item() < 1e-6
 
 
 def test_output_clamped_and_float32():

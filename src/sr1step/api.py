@@ -52,7 +52,7 @@ class Upscaler:
         scale: output scale; the model's own by default, other scales are resized with Lanczos.
         steps: sampling steps of multi-step methods.
         engine options (keywords): device, dtype, tile, tile_overlap, tile_space, batch_size,
-            color_fix, seed, as on the command line; or ``options=EngineOptions(...)``.
+            color_fix, seed, ensemble, as on the command line; or ``options=EngineOptions(...)``.
     """
 
     def __init__(

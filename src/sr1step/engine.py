@@ -38,6 +38,7 @@ class EngineOptions:
     color_fix: str = "none"  # none | adain | wavelet
     seed: int = 0  # noise of stochastic generators
     compile: bool = False  # torch.compile the generator's networks (pays after a warm-up run)
+    ensemble: int = 1  # self-ensemble: mean over 1, 2, 4 or 8 flips/transposes of the input (k x time)
 
     def __post_init__(self):
         if self.dtype != "auto" and self.dtype not in DTYPES:
@@ -52,7 +53,34 @@ class EngineOptions:
             raise ValueError(
                 f"tile overlap ({self.tile_overlap}) must be smaller than the tile ({self.tile})"
             )
+        if self.ensemble not in (1, 2, 4, 8):
+            raise ValueError(f"ensemble must be 1, 2, 4 or 8 (orientations averaged), got {self.ensemble}")
         resolve_device(self.device)  # an unknown or absent device is an error now, not after loading
+
+
+def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """The k-th (0-7) of the eight orientations of x's last two axes: bit 0 mirrors left-right,
+    bit 1 upside down, bit 2 transposes (after the flips; ``inverse`` undoes it)."""
+    flips = [d for bit, d in ((1, -1), (2, -2)) if k & bit]
+    if inverse and k & 4:
+        x = x.transpose(-1, -2)
+    x = x.flip(flips) if flips else x
+    return x.transpose(-1, -2) if k & 4 and not inverse else x
+
+
+class SelfEnsemble:
+    """``fn`` averaged over the first ``n`` orientations of its inputs (EDSR's self-ensemble,
+    the "+" rows of SR papers): 2 adds the mirror, 4 the flips, 8 the transposes."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], n: int):
+        self.fn, self.n = fn, n
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        total = None
+        for k in range(self.n):
+            out = dihedral(self.fn(*(dihedral(x, k) for x in inputs)), k, inverse=True)
+            total = out.float() if total is None else total + out.float()
+        return (total / self.n).to(out.dtype)
 
 
 class Engine:
@@ -93,6 +121,10 @@ class Engine:
             o.tile_space == "auto" and generator.latent_ratio is not None and not generator.prefer_pixel_tiles
         )
         self.seed = o.seed
+        self.ensemble = o.ensemble
+
+    def _fn(self, fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        return SelfEnsemble(fn, self.ensemble) if self.ensemble > 1 else fn
 
     def use_channels_last(self) -> None:
         """NHWC weights and inputs on a CPU: oneDNN convolutions run about 10 % faster (exact up
@@ -156,7 +188,7 @@ class Engine:
                 sink(y0, y1, rows[..., : y1 - y0, : w * s].clamp_(0, 1).cpu())
 
         tiled_apply(
-            self.generator,
+            self._fn(self.generator),
             self._pixel_inputs(x, noise),
             out_ratio=s,
             tile=self.tile,
@@ -172,12 +204,13 @@ class Engine:
         g = self.generator
         x, (h, w), noise, tiled = self._prepare(lr)
         if not tiled:
-            g.on_step = progress if g.steps > 1 else None  # per-step progress of a whole image
+            multi_step = g.steps > 1 and self.ensemble == 1
+            g.on_step = progress if multi_step else None  # per-step progress of a whole image
             try:
-                out = g(x, noise.full()) if noise is not None else g(x)
+                out = self._fn(g)(x, noise.full()) if noise is not None else self._fn(g)(x)
             finally:
                 g.on_step = None
-            if progress is not None and g.steps <= 1:
+            if progress is not None and not multi_step:
                 progress(1, 1)
         elif self.latent:
             lat = g.latent_ratio  # latent pixels per input pixel (may be fractional: 0.5 for SD at x4)
@@ -186,7 +219,7 @@ class Engine:
             if noise is not None:
                 inputs.append(TileInput(noise, round(g.noise_ratio / lat)))
             z = tiled_apply(
-                g.denoise,
+                self._fn(g.denoise),
                 inputs,
                 out_ratio=1,
                 tile=round(self.tile * lat),
@@ -197,7 +230,7 @@ class Engine:
             out = g.decode(z.to(self.dtype))
         else:
             out = tiled_apply(
-                g,
+                self._fn(g),
                 self._pixel_inputs(x, noise),
                 out_ratio=g.scale,
                 tile=self.tile,

@@ -110,6 +110,7 @@ def _settings_hash(ref: MethodRef, opts: BenchOptions) -> str:
     e = opts.engine
     key = json.dumps(
         [asdict(ref), e.dtype, e.tile, e.tile_overlap, e.color_fix, e.seed, str(opts.device.type)]
+        + ([e.ensemble] if e.ensemble > 1 else [])
     )
     return hashlib.sha1(key.encode()).hexdigest()[:8]
 
