@@ -47,6 +47,8 @@ MODEL_NAME = "sr1step-compact-x4"
 CLEAN = ["data.realesrgan.bicubic_prob=1.0"]  # every pair clean bicubic (the students' data too)
 STAGE2 = [*CLEAN, "train.lr=2e-4", "train.warmup_steps=50"]
 TEACHER_STAGES = (("stage1", 2860, []), ("", 2050, STAGE2))
+# The students' stages, (total steps, overrides of the compact preset), resumed in one run each.
+STUDENT_STAGES = {"rsd": ((1500, []), (1950, ["data.rotate=true"])), "tadsr": ((300, []),)}
 
 
 def sh(*args: str) -> None:
@@ -91,15 +93,18 @@ def held_out(val_dir: Path, max_images: int) -> list[tuple[str, torch.Tensor]]:
     return out[:max_images]
 
 
-def models(runs: Path) -> dict[str, tuple[str, str]]:
-    """name -> (method, weights)."""
+def models(runs: Path) -> dict[str, tuple[str, str, int]]:
+    """name -> (method, weights, self-ensemble)."""
     teacher = str(runs / "compact-teacher" / "export")
+    rsd = str(runs / "compact-rsd" / "export")
     return {
-        "bicubic": ("bicubic", ""),
-        "teacher, 4 steps": ("resshift", teacher),
-        "teacher, 1 step (plain)": ("sinsr", teacher),
-        "RSD student": ("rsd", str(runs / "compact-rsd" / "export")),
-        "TAD-SR student": ("tadsr", str(runs / "compact-tadsr" / "export")),
+        "bicubic": ("bicubic", "", 1),
+        "teacher, 4 steps": ("resshift", teacher, 1),
+        "teacher, 1 step (plain)": ("sinsr", teacher, 1),
+        "RSD student": ("rsd", rsd, 1),
+        "TAD-SR student": ("tadsr", str(runs / "compact-tadsr" / "export"), 1),
+        "RSD student, --ensemble 2": ("rsd", rsd, 2),
+        "RSD student, --ensemble 8": ("rsd", rsd, 8),
     }
 
 
@@ -117,11 +122,11 @@ def report(args) -> dict:
     lrs = {d: [f(hr, i) for i, (_, hr) in enumerate(images)] for d, f in degradations.items()}
     psnr, ssim = create_metric("psnr", crop_border=4), create_metric("ssim", crop_border=4)
     rows, outputs = {}, {}
-    for name, (method, weights) in models(args.runs).items():
+    for name, (method, weights, ensemble) in models(args.runs).items():
         if weights and not Path(weights).is_dir():
             print(f"skipping {name}: {weights} does not exist", flush=True)
             continue
-        up = Upscaler(method, weights or None, device=args.device, dtype="fp32", seed=0)
+        up = Upscaler(method, weights or None, device=args.device, dtype="fp32", seed=0, ensemble=ensemble)
         row = {}
         for d, lr_list in lrs.items():
             p, s = [], []
@@ -130,7 +135,8 @@ def report(args) -> dict:
                 sr = up(lr[0]).clamp(0, 1)[None]
                 p.append(psnr(sr, hr).item())
                 s.append(ssim(sr, hr).item())
-                outputs.setdefault(d, {}).setdefault(name, []).append(sr)
+                if ensemble == 1:  # the picture shows one-pass outputs
+                    outputs.setdefault(d, {}).setdefault(name, []).append(sr)
             row[d] = {
                 "psnr": round(float(np.mean(p)), 3),
                 "ssim": round(float(np.mean(s)), 4),
@@ -172,6 +178,9 @@ def speed(args) -> dict:
     weights = ["--weights", args.speed_weights] if args.speed_weights else []
     out = {
         "512 -> 2048 (CLI process)": timed_cli(str(work / "photo512.png"), str(work / "a"), *weights),
+        "512 -> 2048, --ensemble 2 (CLI process)": timed_cli(
+            str(work / "photo512.png"), str(work / "e"), "--ensemble", "2", *weights
+        ),
         "2000x1500 -> 8000x6000, --tile 256 (CLI process)": timed_cli(
             str(work / "photo2000x1500.png"), str(work / "b"), "--tile", "256", *weights
         ),
@@ -275,9 +284,11 @@ def main() -> None:
     for method in ("rsd", "tadsr"):
         if method in stages:
             run = args.runs / f"compact-{method}"
-            sh(*cli, "distill", "-m", method, "-p", "compact", "--teacher", str(teacher / "export"),
-               "-o", str(run), "--data", str(args.data / "train"), "--device", args.device,
-               *[x for kv in CLEAN for x in ("--set", kv)], *resume_args(run))  # fmt: skip
+            for steps, overrides in STUDENT_STAGES[method]:
+                sets = [x for kv in CLEAN + overrides for x in ("--set", kv)]
+                sh(*cli, "distill", "-m", method, "-p", "compact", "--teacher", str(teacher / "export"),
+                   "-o", str(run), "--data", str(args.data / "train"), "--device", args.device,
+                   "--max-steps", str(steps), *sets, *resume_args(run))  # fmt: skip
     if "report" in stages:
         report(args)
     if "ship" in stages:
