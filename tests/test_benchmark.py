@@ -375,3 +375,14 @@ def test_report_html_references_existing_images_of_every_method(tmp_path):
     b[40:56, 8:24] = 1.0
     (y, x), _ = zoom_boxes([a, b], 16)
     assert 24 <= y <= 40 and 0 <= x <= 16
+
+
+def test_speed_rows_count_every_pass_of_a_self_ensemble():
+    from sr1step.benchmark import MethodRef, measure_speed
+    from sr1step.engine import EngineOptions
+
+    for n in (1, 4):
+        row = measure_speed(
+            MethodRef.parse("bicubic", None), EngineOptions(device="cpu", ensemble=n), 16, 1, 1, 0
+        )
+        assert row.nfe == n

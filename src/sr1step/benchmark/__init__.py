@@ -241,7 +241,8 @@ class Benchmark:
         if self.opts.save_images:
             row.sr_folder = str(sr_dir)
         if engine is not None:
-            row.nfe, row.params_m = engine.generator.steps, engine.generator.num_parameters() / 1e6
+            row.nfe = engine.generator.steps * engine.ensemble  # network passes per image
+            row.params_m = engine.generator.num_parameters() / 1e6
         return row
 
 
@@ -323,7 +324,7 @@ def measure_speed(
     latency = statistics.median(times)
     return SpeedRow(
         ref.label,
-        gen.steps,
+        gen.steps * engine.ensemble,
         gen.num_parameters() / 1e6,
         size,
         batch,
