@@ -14,6 +14,7 @@ Stages (each resumes where an earlier run stopped):
            take hours, not measured. Weights that travelled between machines were rounded to
            fp16: stage 1's into stage 2, stage 2's into the students.)
   rsd      sr1step distill -m rsd -p compact, 100 % clean pairs    -> runs/compact-rsd
+           (STUDENT_STAGES: 1500 iterations, then to 1950 with data.rotate; 2-3 h on the CPU)
   tadsr    sr1step distill -m tadsr -p compact, 100 % clean pairs  -> runs/compact-tadsr
   report   PSNR-Y/SSIM-Y on the held-out photos, time and memory; runs/compact-report.{json,md}
            and the side-by-side crops docs/images/default-model-crops.png

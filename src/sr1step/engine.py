@@ -207,7 +207,8 @@ class Engine:
             multi_step = g.steps > 1 and self.ensemble == 1
             g.on_step = progress if multi_step else None  # per-step progress of a whole image
             try:
-                out = self._fn(g)(x, noise.full()) if noise is not None else self._fn(g)(x)
+                fn = self._fn(g)
+                out = fn(x, noise.full()) if noise is not None else fn(x)
             finally:
                 g.on_step = None
             if progress is not None and not multi_step:
