@@ -147,7 +147,7 @@ def _orientations(n):
     """(do, undo) pairs of the first n self-ensemble orientations, written with rot90: the mirror
     (n >= 2), the other flip and the half turn (n >= 4), then the quarter turns (n = 8)."""
     group = [(r, m) for m in (False, True) for r in range(4)]  # r quarter turns of x, mirrored first
-    wanted = {1: [(0, False)], 2: [(0, False), (0, True)], 4: [(0, False), (0, True), (2, False), (2, True)]}
+    wanted = {2: [(0, False), (0, True)], 4: [(0, False), (0, True), (2, False), (2, True)]}
     for r, m in wanted.get(n, group):
         yield (
             lambda x, r=r, m=m: torch.rot90(x.flip(-1) if m else x, r, (-2, -1)),
