@@ -2,8 +2,9 @@
 
     python benchmarks/photo_set.py --output data/photos [--cache data/photo-cache] [--tile 512]
 
-Sources: the Debian packages plasma-workspace-wallpapers, gnome-backgrounds and ukui-wallpapers
-(fetched with `apt-get download`, unpacked with `dpkg-deb -x`) and the scikit-image sample photos.
+Sources: the Debian packages plasma-workspace-wallpapers, gnome-backgrounds, ukui-wallpapers,
+lomiri-wallpapers-16.04 and lomiri-wallpapers-20.04 (fetched with `apt-get download`, unpacked with
+`dpkg-deb -x`) and the scikit-image sample photos.
 For each wallpaper the largest version is taken; only the photographs in PHOTOS are kept (chosen
 by eye from a contact sheet of every wallpaper: the packages also hold drawings, 3D renders and
 gradients), and each is cut into non-overlapping tiles of --tile px, so a 5K photo gives many
@@ -35,6 +36,12 @@ PACKAGES = {
     ),
     "gnome-backgrounds": ("usr/share/backgrounds", "CC-BY-SA-3.0 (debian/copyright of gnome-backgrounds)"),
     "ukui-wallpapers": ("usr/share/backgrounds", "GPL-3+ / CC per debian/copyright of ukui-wallpapers"),
+    # Ubuntu/UBports wallpaper-contest photographs; the copyright file names a licence per file.
+    "lomiri-wallpapers-16.04": (
+        "usr/share/backgrounds",
+        "per file in debian/copyright (CC-BY / CC-BY-SA / CC0)",
+    ),
+    "lomiri-wallpapers-20.04": ("usr/share/backgrounds", "per file in debian/copyright (CC-BY-SA-3.0)"),
 }
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 # The photographs among the wallpapers (Debian bookworm versions); the rest are art.
@@ -44,7 +51,18 @@ PHOTOS = {
         "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
         "Kite", "MilkyWay", "OneStandsOut", "Path", "Volna", "summer_1am",
     )
-}  # fmt: skip
+} | {
+    "lomiri-wallpapers-16.04/" + name
+    for name in (
+        "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+        "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+        "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
+        "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
+        "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi",
+    )
+} | {"lomiri-wallpapers-20.04/Kleiber_by_Lukas_Baubkus"}  # fmt: skip
+# Left out of the lomiri packages as not photographs (or not clearly one): analogpattern (a
+# texture), umang, Fossa, Infinite-Sea (digital art), Painting-Colors (a drawing).
 
 
 def fetch_packages(cache: Path) -> dict[str, Path]:
@@ -73,10 +91,27 @@ def package_licence(root: Path, pkg: str) -> str:
     return ", ".join(found) or PACKAGES[pkg][1]
 
 
+def file_licences(root: Path, pkg: str) -> dict[str, str]:
+    """File name -> licence from a machine-readable (DEP-5) debian/copyright, where it has stanzas."""
+    copyright_file = root / "usr/share/doc" / pkg / "copyright"
+    if not copyright_file.is_file():
+        return {}
+    out, files = {}, []
+    for line in copyright_file.read_text(errors="replace").splitlines():
+        if line.startswith("Files:"):
+            files = line.split(":", 1)[1].split()
+        elif line.startswith("License:") and files:
+            for name in files:
+                out[Path(name).name] = line.split(":", 1)[1].strip()
+            files = []
+    return out
+
+
 def candidates(root: Path, pkg: str) -> list[tuple[str, Path, str]]:
     """(name, largest file, licence) of each wallpaper in a package."""
     base = root / PACKAGES[pkg][0]
     default_licence = package_licence(root, pkg)
+    per_file = file_licences(root, pkg)
     groups: dict[str, list[Path]] = {}
     for path in base.rglob("*"):
         if path.suffix.lower() in IMAGE_EXTS and path.is_file():
@@ -87,7 +122,7 @@ def candidates(root: Path, pkg: str) -> list[tuple[str, Path, str]]:
     out = []
     for name, files in sorted(groups.items()):
         largest = max(files, key=lambda p: _pixels(p))
-        licence = default_licence
+        licence = per_file.get(largest.name, default_licence)
         meta = base / name.split("/", 1)[1] / "metadata.json"
         if meta.is_file():
             data = json.loads(meta.read_text())

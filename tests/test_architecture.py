@@ -22,6 +22,7 @@ LAYERS = [
     {"api", "convert", "publish"},
     {"upscale", "benchmark"},
     {"cli"},
+    {"__main__"},
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 

@@ -59,7 +59,9 @@ def test_upscale_folder_bicubic(photo_dir, tmp_path):
     assert result.exit_code == 1, result.output  # the two bad files failed, the rest written
     assert "empty file" in result.output and "corrupt" in result.output
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert written == ["alpha.png", "deep.png", "photo.jpg", "rgb.png", "sub/nested.webp"]
+    manifests = [".sr1step-outputs", "sub/.sr1step-outputs"]  # what this tool wrote, per folder
+    assert written == sorted(manifests + ["alpha.png", "deep.png", "photo.jpg", "rgb.png", "sub/nested.webp"])
+    assert (out / ".sr1step-outputs").read_text().split() == ["alpha.png", "deep.png", "photo.jpg", "rgb.png"]
     assert Image.open(out / "rgb.png").size == (96, 96)
     a = Image.open(out / "alpha.png")
     assert (

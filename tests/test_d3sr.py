@@ -345,3 +345,33 @@ def test_vae_encoder_lora_ablation_trains_and_round_trips(tmp_path):
     lr = img(7, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(lr), recipe.gen.eval()(lr), atol=1e-4, rtol=1e-4)
+
+
+def test_the_discriminator_is_taught_that_hr_latents_are_real_and_outputs_fake():
+    from sr1step.losses import d_loss
+    from sr1step.training.recipe import Batch
+
+    hr = img(6, 32)
+    batch = Batch(hr=hr, lr=F.interpolate(hr, scale_factor=0.25, mode="area"))
+    torch.manual_seed(0)
+    recipe = D3SRRecipe(tiny_run(1))
+    recipe.bind(recipe.networks())
+    state = {}
+    with torch.no_grad():
+        recipe.loss("generator", batch, state)
+    seen = []
+    disc = recipe.wrapped["discriminator"]
+    real_forward = disc.forward
+    disc.forward = lambda x, t, n: seen.append((x, t, n)) or real_forward(x, t, n)
+    with torch.no_grad():
+        loss, logs = recipe.loss("discriminator", batch, state)
+        x, t, n = seen[0]
+        b = hr.shape[0]
+        assert torch.equal(x[:b], state["real"]) and torch.equal(x[b:], state["fake"].to(x.dtype))
+        real_logits = real_forward(state["real"], t[:b], n[:b]).float()
+        fake_logits = real_forward(state["fake"].to(x.dtype), t[b:], n[b:]).float()
+    expected = d_loss(real_logits, fake_logits, recipe.losses.gan_loss)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert logs["d_real"] == pytest.approx(real_logits.mean().item(), rel=1e-5, abs=1e-6)
+    swapped = d_loss(fake_logits, real_logits, recipe.losses.gan_loss)
+    assert abs(swapped.item() - expected.item()) > 1e-4  # the test can tell the halves apart

@@ -314,3 +314,17 @@ def test_presets_hold_the_official_values():
         3000,
     )
     assert t.batch_size * t.grad_accum == 64 and run.data.gt_size == 256
+
+
+def test_the_perceptual_term_compares_the_decoded_image_in_0_1_with_the_hr(teacher):
+    recipe = RSDRecipe(tiny_run(teacher, overrides=["model.dm_weight=0.0", "model.gan_weight=0.0"]))
+    recipe.bind(recipe.networks())
+    b = batch()
+    seen = []
+    decode = recipe.student.autoencoder.decode
+    recipe.student.autoencoder.decode = lambda z: seen.append(decode(z)) or seen[-1]
+    with torch.no_grad():
+        _, logs = recipe.loss("generator", b, {})
+    image = (seen[0].clamp(-1, 1) + 1) / 2  # the decoder works in [-1, 1], the HR in [0, 1]
+    assert logs["mse"] == pytest.approx(F.mse_loss(image, b.hr).item(), rel=1e-6)
+    assert abs(logs["mse"] - F.mse_loss(seen[0].clamp(0, 1), b.hr).item()) > 1e-4  # the range shows

@@ -500,3 +500,13 @@ def test_exported_weights_are_the_moving_average(tmp_path):
 
     # the average trails the raw weights: it has moved from the start, but less far than they have
     assert 0 < dist("ema", "raw") and 0 < dist("ema", "init") < dist("raw", "init")
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.995])
+def test_the_configured_ema_decay_is_the_one_used(tmp_path, decay):
+    trainer = Trainer(
+        tiny_run(steps=1, ema_decay=decay), RESSHIFT.build_recipe, tmp_path / "e", log=lambda m: None
+    )
+    # diffusers caps the decay at (1 + s) / (10 + s) early on; past that the setting rules
+    assert trainer.ema.decay == decay and trainer.ema.get_decay(100_000) == pytest.approx(decay)
+    assert trainer.ema.get_decay(5) == pytest.approx(min(decay, 5 / 14))

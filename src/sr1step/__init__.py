@@ -10,6 +10,13 @@ __version__ = "0.1.0"
 _logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)
 
 
+__all__ = ["Upscaler", "EngineOptions", "__version__"]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str):
     # ``sr1step.Upscaler`` without importing torch for ``sr1step --help``.
     if name in ("Upscaler", "EngineOptions"):

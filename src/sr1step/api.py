@@ -127,34 +127,44 @@ class Upscaler:
             raise ValueError(
                 f"expected a (3, H, W) or (B, 3, H, W) tensor in [0, 1], got shape {tuple(x.shape)}"
             )
-        batch = x[None] if x.dim() == 3 else x
-        out = self.engine.run(batch.detach().float())
+        _check_not_empty(x.shape[-2:])
+        top = _INT_TOPS.get(x.dtype)
+        if top is None and not x.is_floating_point():
+            raise ValueError(f"unsupported tensor dtype {x.dtype}; use uint8, uint16 or float in [0, 1]")
+        values = x.detach().float() / top if top else x.detach().float()
+        if top is None:
+            _check_finite(values)
+        batch = values[None] if x.dim() == 3 else values
+        out = self.engine.run(batch)
         h, w = batch.shape[-2:]
         tw, th = self.output_size(w, h)
         if out.shape[-2:] != (th, tw):
             out = F.interpolate(
                 out, size=(th, tw), mode="bicubic", align_corners=False, antialias=True
             ).clamp(0, 1)
-        out = out.to(x.device, x.dtype if x.is_floating_point() else torch.float32)
+        out = (out * top).round().to(x.dtype) if top else out.to(x.dtype)
+        out = out.to(x.device)
         return out[0] if x.dim() == 3 else out
 
     def _array(self, a: np.ndarray) -> np.ndarray:
-        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
             raise ValueError(
-                f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got shape {a.shape}"
+                f"expected an (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4) array, got shape {a.shape}"
             )
+        _check_not_empty(a.shape[:2])
         if a.dtype == np.uint8:
             values, top = a.astype(np.float32) / 255, 255
         elif a.dtype == np.uint16:
             values, top = a.astype(np.float32) / 65535, 65535
         elif np.issubdtype(a.dtype, np.floating):
             values, top = a.astype(np.float32), None
+            _check_finite(torch.from_numpy(values))
         else:
             raise ValueError(f"unsupported array dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
-        gray = values.ndim == 2 or values.shape[2] == 1
         plane = values if values.ndim == 3 else values[:, :, None]
+        gray = plane.shape[2] in (1, 2)  # L or LA
         rgb = np.repeat(plane[:, :, :1], 3, axis=2) if gray else plane[:, :, :3]
-        alpha = plane[:, :, 3] if plane.shape[2] == 4 else None
+        alpha = plane[:, :, -1] if plane.shape[2] in (2, 4) else None
         sr, sr_alpha = self.upscale_rgb(rgb, alpha)
         out = sr.mean(axis=2, keepdims=True) if gray else sr
         if alpha is not None:
@@ -169,8 +179,31 @@ class Upscaler:
         from PIL import Image
 
         mode = im.mode
+        if mode.startswith("I;16") or mode == "I":  # 16-bit gray (PNG's 16-bit files open as "I")
+            a = np.asarray(im)
+            if a.size and (a.min() < 0 or a.max() > 65535):
+                raise ValueError(f"mode {mode} image with values outside 0..65535; convert it first")
+            out = self._array(a.astype(np.uint16))
+            return Image.fromarray(out) if mode != "I" else Image.fromarray(out.astype(np.int32), "I")
+        if mode == "F":  # float gray, kept in its range (expected [0, 1])
+            return Image.fromarray(self._array(np.asarray(im, dtype=np.float32)), "F")
         work = im.convert(
             "RGBA" if ("A" in mode or "transparency" in im.info) else ("L" if mode in ("1", "L") else "RGB")
         )
+        if mode == "LA":
+            work = im
         out = Image.fromarray(self._array(np.asarray(work)))
         return out if out.mode == mode or mode not in ("RGB", "RGBA", "L") else out.convert(mode)
+
+
+_INT_TOPS = {torch.uint8: 255, torch.uint16: 65535}
+
+
+def _check_not_empty(hw) -> None:
+    if min(hw) < 1:
+        raise ValueError(f"empty image (size {tuple(hw)})")
+
+
+def _check_finite(values: torch.Tensor) -> None:
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError("the input has NaN or Inf values")

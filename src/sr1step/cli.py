@@ -230,7 +230,7 @@ def _print_summary(summary) -> None:
         f"{total:.1f}",
     )
     console.print(table)
-    problems = [r for r in summary.results if r.status != "done"]
+    problems = [r for r in summary.results if r.status != "done" or r.reason]  # + notes of done files
     if problems:
         detail = Table(show_header=True)
         detail.add_column("file", overflow="fold")
@@ -274,8 +274,13 @@ def _train_command(
 
     try:
         file_data = load_file(config) if config else None
-        if resume and config is None and (output / "config.toml").is_file():
+        if resume and config is None and output is not None and (output / "config.toml").is_file():
             file_data = load_file(output / "config.toml")  # a resumed run keeps its own config
+            if preset is not None:
+                err_console.print(
+                    f"[yellow]note:[/yellow] --preset {preset} is not applied on --resume: the run keeps "
+                    f"{output / 'config.toml'} (with --set overrides on top)"
+                )
     except (OSError, ValueError) as err:
         raise usage_error(f"cannot read the run config: {err}") from None
     values: dict = {}
@@ -295,7 +300,10 @@ def _train_command(
     if print_config:
         typer.echo(run.to_toml())
         return
-    if not resume and (output / "checkpoints").is_dir() and any((output / "checkpoints").iterdir()):
+    if output is None:
+        raise usage_error("--output is required (the run folder)")
+    ckpts = output / "checkpoints"
+    if not resume and ckpts.is_dir() and any(p.name.startswith("checkpoint-") for p in ckpts.iterdir()):
         raise usage_error(f"{output} already holds checkpoints; use --resume latest, or another --output")
     from rich.progress import (
         BarColumn,
@@ -343,7 +351,7 @@ def _train_command(
 @app.command()
 def train(
     method: str = typer.Option(..., "--method", "-m", help="Method to train (e.g. resshift, d3sr)."),
-    output: Path = typer.Option(..., "--output", "-o", help=TRAIN_HELP["output"]),
+    output: Path | None = typer.Option(None, "--output", "-o", help=TRAIN_HELP["output"]),
     preset: str | None = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
     config: Path | None = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
     overrides: list[str] = typer.Option([], "--set", help=TRAIN_HELP["set"]),
@@ -373,7 +381,7 @@ def train(
 def distill(
     method: str = typer.Option(..., "--method", "-m", help="Distillation method (e.g. tadsr, rsd)."),
     teacher: str = typer.Option(..., "--teacher", help="Teacher model: a model name, weight folder or file."),
-    output: Path = typer.Option(..., "--output", "-o", help=TRAIN_HELP["output"]),
+    output: Path | None = typer.Option(None, "--output", "-o", help=TRAIN_HELP["output"]),
     preset: str | None = typer.Option(None, "--preset", "-p", help=TRAIN_HELP["preset"]),
     config: Path | None = typer.Option(None, "--config", "-c", help=TRAIN_HELP["config"]),
     overrides: list[str] = typer.Option([], "--set", help=TRAIN_HELP["set"]),
@@ -533,6 +541,12 @@ def benchmark(
     )
     dev = opts.device
     rows, speed_rows, failed = [], [], False
+    from .upscale import check_writable
+
+    try:
+        check_writable(output)  # before any model runs: results that cannot be written are lost
+    except PermissionError as err:
+        raise run_error(str(err)) from None
     try:
         bench = Benchmark(output, opts) if datasets else None
         loaded = [load_dataset(d) for d in datasets]

@@ -26,6 +26,9 @@ class ConfigError(ValueError):
 
 def _suggest(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=3)
+    initials = "".join(word[0] for word in name.split("_") if word)  # learning_rate -> lr
+    close += [o for o in options if o == initials and o not in close]
+    close = close or difflib.get_close_matches(name, options, n=3, cutoff=0.4)
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 

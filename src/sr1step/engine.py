@@ -83,6 +83,18 @@ class SelfEnsemble:
         return (total / self.n).to(out.dtype)
 
 
+class NonFiniteOutputError(RuntimeError):
+    """The model computed NaN or Inf values (damaged weights, or an overflow in fp16)."""
+
+
+def check_finite_output(out: torch.Tensor) -> torch.Tensor:
+    if not bool(torch.isfinite(out).all()):
+        raise NonFiniteOutputError(
+            "the model produced NaN or Inf values (damaged weights, or an fp16 overflow: try --dtype fp32)"
+        )
+    return out
+
+
 class Engine:
     """Runs an SRGenerator on whole images of any size, as ``options`` ask.
 
@@ -185,7 +197,7 @@ class Engine:
         def crop(y0: int, y1: int, rows: torch.Tensor) -> None:
             y1 = min(y1, h * s)
             if y0 < y1:
-                sink(y0, y1, rows[..., : y1 - y0, : w * s].clamp_(0, 1).cpu())
+                sink(y0, y1, check_finite_output(rows[..., : y1 - y0, : w * s]).clamp_(0, 1).cpu())
 
         tiled_apply(
             self._fn(self.generator),
@@ -240,7 +252,7 @@ class Engine:
                 progress=progress,
             )
         s = g.scale
-        out = out[..., : h * s, : w * s].float().clamp_(0, 1)  # in place: outputs can be large
+        out = check_finite_output(out[..., : h * s, : w * s].float()).clamp_(0, 1)  # in place: large
         if self.color_fix != "none":
             ref = F.interpolate(lr.to(out.device).float(), scale_factor=s, mode="bicubic").clamp(0, 1)
             out = apply_color_fix(out, ref, self.color_fix).clamp(0, 1)

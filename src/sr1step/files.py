@@ -34,3 +34,50 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 def write_json_atomic(data: Any, path: str | Path) -> None:
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.sr1step-lock")
+
+
+def claim_output(target: Path) -> Path | None:
+    """Claim ``target`` for this process with a create-exclusive lock file beside it (holding our
+    pid), so concurrent runs into one folder never write the same output; a lock whose process is
+    gone is taken over. Returns the lock, or None when a live process holds it."""
+    lock = lock_path(target)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or "0")
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                return None
+            lock.unlink(missing_ok=True)  # stale: its run was killed
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def alive_pid_in(path: Path) -> int:
+    """The pid a lock or temp name records, if that process still runs; else 0."""
+    try:
+        pid = int(path.read_text() or "0") if path.is_file() else int(path.name.rsplit("-", 1)[-1])
+    except (OSError, ValueError):
+        return 0
+    return pid if pid and _alive(pid) else 0

@@ -12,7 +12,7 @@ import contextlib
 import io
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -45,6 +45,7 @@ class LoadedImage:
     grayscale: bool
     icc_profile: bytes | None
     ext: str  # the natural output extension for this input (".png", ".jpg", ...)
+    notes: list[str] = field(default_factory=list)  # what was changed on reading (clipped values ...)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -63,7 +64,11 @@ def _no_pillow_bomb_check():
 
 
 def _png_is_16bit(head: bytes) -> bool:
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24 and head[24] == 16
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25 and head[24] == 16
+
+
+def _png_is_gray_alpha(head: bytes) -> bool:
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25 and head[25] == 4  # colour type 4
 
 
 def apply_orientation(array: np.ndarray, orientation: int | None) -> np.ndarray:
@@ -89,6 +94,8 @@ def _to_float(array: np.ndarray) -> tuple[np.ndarray, int]:
     if array.dtype == np.bool_:
         return array.astype(np.float32), 8
     if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageReadError("float image with NaN or Inf values")
         return np.clip(array.astype(np.float32), 0, 1), 16
     if np.issubdtype(array.dtype, np.integer):  # 32-bit int TIFF and friends
         return np.clip(array.astype(np.float32) / 65535.0, 0, 1), 16
@@ -149,6 +156,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                 )
             fmt = im.format or ""
             icc = im.info.get("icc_profile") or None
+            pages = getattr(im, "n_frames", 1) if fmt == "TIFF" else 1
             try:
                 orientation = im.getexif().get(0x0112)
             except Exception:  # broken EXIF must not make a readable image fail
@@ -157,18 +165,36 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             tiff16 = bits is not None and any(b > 8 for b in (bits if isinstance(bits, tuple) else (bits,)))
             needs_cv2 = _png_is_16bit(data) or tiff16
             array = _decode_cv2(data) if needs_cv2 else _decode_pillow(im)
+            if needs_cv2 and _png_is_gray_alpha(data) and array.ndim == 3 and array.shape[2] == 4:
+                array = array[:, :, [0, 3]]  # OpenCV expands 16-bit gray + alpha to RGBA
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        if data.startswith(_SIGNATURES):
+        if data.startswith((b"II*\x00", b"MM\x00*")):  # TIFF kinds Pillow cannot open (float RGB)
+            array, fmt, icc, orientation, pages = _decode_tiff_cv2(data, max_pixels), "TIFF", None, None, 1
+        elif data.startswith(_SIGNATURES):
             raise ImageReadError("corrupt or truncated image (unreadable header)") from None
-        raise ImageReadError("not an image, or an unsupported format") from None
+        else:
+            raise ImageReadError("not an image, or an unsupported format") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as err:
+        if "too large" in str(err).lower():  # Pillow's cap on metadata chunks (ICC profile, text)
+            raise ImageReadError(
+                f"a metadata chunk (ICC profile or text) is above Pillow's size limit ({err}); "
+                "strip the metadata, e.g. with an image editor's 'export without metadata'"
+            ) from None
         raise ImageReadError(f"corrupt or truncated image ({err})") from None
     except MemoryError:
         raise ImageReadError("out of memory while decoding; lower --max-pixels refuses such files") from None
 
     array = apply_orientation(array, orientation)
+    notes = [f"multi-page TIFF: only the first of its {pages} pages is upscaled"] if pages > 1 else []
+    if np.issubdtype(array.dtype, np.floating) and array.size:
+        outside = float(((array < 0) | (array > 1)).mean())
+        if outside > 0:
+            notes.append(
+                f"float image with values outside [0, 1] (range {array.min():.3g}..{array.max():.3g}, "
+                f"{outside:.1%} of values): clipped; tone-map HDR images first"
+            )
     values, bit_depth = _to_float(array)
     grayscale = values.ndim == 2 or values.shape[2] in (1, 2)
     alpha = None
@@ -183,7 +209,15 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     else:
         rgb = values[:, :, :3]
     ext = _FORMAT_EXT.get(fmt, ".png")
-    return LoadedImage(np.ascontiguousarray(rgb), alpha, bit_depth, grayscale, icc, ext)
+    return LoadedImage(np.ascontiguousarray(rgb), alpha, bit_depth, grayscale, icc, ext, notes)
+
+
+def _decode_tiff_cv2(data: bytes, max_pixels: int | None) -> np.ndarray:
+    array = _decode_cv2(data)
+    h, w = array.shape[:2]
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageReadError(f"image is {w}x{h} = {w * h:,} px, above --max-pixels {max_pixels:,}")
+    return array
 
 
 def output_extension(image: LoadedImage, requested: str = "auto") -> str:
@@ -311,17 +345,39 @@ def save_png(path: str | Path, rgb: np.ndarray) -> None:
     write_atomic(path, encode_image(rgb, ".png"))
 
 
-def list_images(root: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
-    """Image files under ``root`` (sorted), skipping hidden files and the ``exclude`` folder."""
+# Each output folder lists the files sr1step wrote there, so that a later run whose input tree
+# holds them (in-place runs, an output folder inside the input folder) does not take them as inputs.
+OUTPUTS_MANIFEST = ".sr1step-outputs"
+
+
+def record_output(path: Path) -> None:
+    with open(path.parent / OUTPUTS_MANIFEST, "a") as f:
+        f.write(path.name + "\n")
+
+
+def written_outputs(folder: Path) -> set[str]:
+    manifest = folder / OUTPUTS_MANIFEST
+    try:
+        return set(manifest.read_text(errors="replace").splitlines())
+    except OSError:
+        return set()
+
+
+def list_images(root: Path, recursive: bool = False, skip_written: bool = False) -> list[Path]:
+    """Image files under ``root`` (sorted), skipping hidden files and, with ``skip_written``, the
+    files an sr1step upscale wrote (listed in their folder's manifest)."""
     if root.is_file():
         return [root]
     pattern = root.rglob("*") if recursive else root.glob("*")
-    exclude = exclude.resolve() if exclude else None
+    written: dict[Path, set[str]] = {}
     files = []
     for p in pattern:
         if not p.is_file() or p.name.startswith(".") or p.suffix.lower() not in READ_EXTS:
             continue
-        if exclude is not None and exclude in p.resolve().parents:
-            continue
+        if skip_written:
+            if p.parent not in written:
+                written[p.parent] = written_outputs(p.parent)
+            if p.name in written[p.parent]:
+                continue
         files.append(p)
     return sorted(files)

@@ -14,12 +14,14 @@ from .methods.osediff import OSEDIFF
 from .methods.resshift import RESSHIFT, SINSR
 from .methods.rsd import RSD
 from .methods.tadsr import TADSR
+from .weights import WeightFileError
 
 METHODS: dict[str, Method] = {m.name: m for m in (BICUBIC, RESSHIFT, SINSR, RSD, TADSR, D3SR, OSEDIFF)}
 
 # What `sr1step upscale in/ out/` runs: the model sr1step trained and distilled itself, bundled
-# with the package (models/sr1step-compact-x4/); its card names the method.
-DEFAULT_MODEL = "sr1step-compact-x4"
+# with the package (models/sr1step-real-x4/; the fidelity model for clean LR is sr1step-compact-x4);
+# its card names the method.
+DEFAULT_MODEL = "sr1step-real-x4"
 
 
 def get_method(name: str) -> Method:
@@ -38,11 +40,13 @@ def method_for(method: str | None, weights: str | None) -> tuple[Method, str | N
     if spec in cards:
         return get_method(cards[spec].method), spec
     folder = Path(spec).expanduser()
-    if folder.is_dir():
+    if (folder / "config.json").is_file():
         try:
-            return get_method(read_folder_config(folder).get("method", "")), spec
-        except (WeightFolderError, ConfigError):
-            pass
+            method = read_folder_config(folder).get("method", "")
+        except WeightFolderError as err:  # unreadable: the model cannot be loaded (exit 1)
+            raise WeightFileError(str(err)) from None
+        if method in METHODS:
+            return get_method(method), spec
     raise ConfigError(f"--weights {spec!r} does not say which method it is for: give --method too")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .api import Upscaler
+from .files import claim_output, lock_path  # noqa: F401 - lock_path: re-exported
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     WRITE_EXTS,
@@ -24,6 +25,7 @@ from .imageio import (
     list_images,
     output_extension,
     read_image,
+    record_output,
     save_image,
 )
 
@@ -52,6 +54,7 @@ class UpscaleOptions:
 class Job:
     source: Path
     target: Path  # planned output; the extension may change once the image is read (alpha)
+    record: bool = True  # listed in the output folder's manifest (not for a named output file)
 
 
 @dataclass
@@ -78,7 +81,8 @@ def _planned_ext(source: Path, ext: str) -> str:
     if ext != "auto":
         return WRITE_EXTS[ext.lower().lstrip(".")]
     suffix = source.suffix.lower()
-    return {".jpeg": ".jpg", ".tiff": ".tif", ".bmp": ".png", ".gif": ".png"}.get(suffix, suffix)
+    ext = {".jpeg": ".jpg", ".tiff": ".tif", ".bmp": ".png", ".gif": ".png"}.get(suffix, suffix)
+    return ext if ext in WRITE_EXTS.values() else ".png"  # an image named photo.txt: PNG
 
 
 def plan_jobs(input_path: Path, output: Path, options: UpscaleOptions) -> list[Job]:
@@ -89,21 +93,30 @@ def plan_jobs(input_path: Path, output: Path, options: UpscaleOptions) -> list[J
     if not input_path.exists():
         raise FileNotFoundError(f"input {input_path} does not exist")
     if input_path.is_file() and output.suffix.lower() in OUTPUT_SUFFIXES and not output.is_dir():
-        return [Job(input_path, output)]
+        return [Job(input_path, output, record=False)]
     output_dir = output
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output {output_dir} exists and is not a folder")
     root = input_path if input_path.is_dir() else input_path.parent
-    # An output folder inside the input tree is not read back; the input folder itself may be the
+    # Files an earlier run wrote are not inputs (list_images); the input folder itself may be the
     # output (in-place with a --suffix): only a true collision with an input is refused.
-    nested = input_path.is_dir() and output_dir.resolve() != input_path.resolve()
-    sources = list_images(input_path, options.recursive, exclude=output_dir if nested else None)
+    sources = list_images(input_path, options.recursive, skip_written=True)
+    if options.suffix and output_dir.resolve() == root.resolve():
+        sources = _without_suffixed_outputs(sources, options.suffix)
     jobs = []
     for src in sources:
         rel = src.relative_to(root)
         name = f"{rel.stem}{options.suffix}{_planned_ext(src, options.ext)}"
         jobs.append(Job(src, output_dir / rel.parent / name))
     return jobs
+
+
+def _without_suffixed_outputs(sources: list[Path], suffix: str) -> list[Path]:
+    """In-place runs: ``a{suffix}.ext`` beside an input ``a.*`` is an earlier output, not an input."""
+    stems = {(p.parent, p.stem) for p in sources}
+    return [
+        p for p in sources if not (p.stem.endswith(suffix) and (p.parent, p.stem[: -len(suffix)]) in stems)
+    ]
 
 
 def run_jobs(
@@ -170,49 +183,13 @@ def _run_one(
             return Result(job.source, target, "failed", reason)
         try:
             save_image(target, rgb, image, alpha=alpha, quality=options.quality)
+            if job.record:
+                record_output(target)
         except OSError as err:
             return Result(job.source, target, "failed", f"cannot write output: {err}")
-        return Result(job.source, target, "done", size=(rgb.shape[1], rgb.shape[0]))
+        return Result(job.source, target, "done", "; ".join(image.notes), size=(rgb.shape[1], rgb.shape[0]))
     finally:
         lock.unlink(missing_ok=True)
-
-
-def lock_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.sr1step-lock")
-
-
-def claim_output(target: Path) -> Path | None:
-    """Claim ``target`` for this process with a create-exclusive lock file beside it (holding our
-    pid), so concurrent runs into one folder never write the same output; a lock whose process is
-    gone is taken over. Returns the lock, or None when a live process holds it."""
-    lock = lock_path(target)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text() or "0")
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                return None
-            lock.unlink(missing_ok=True)  # stale: its run was killed
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return lock
-    return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_writable(folder: Path) -> None:

@@ -6,6 +6,7 @@ Nothing here unpickles arbitrary objects: a checkpoint that needs code to load i
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
 def load_torch_file(path: str | Path) -> Any:
     """``torch.load`` restricted to tensors and plain containers."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy pickles before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle.UnpicklingError, zip and stream errors
         text = str(err)
         if "Unsupported global" in text or "GLOBAL " in text:  # a pickled object that names code
@@ -88,13 +91,26 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.suffix == ".safetensors":
         try:
-            return load_file(path)
+            state = load_file(path)
         except Exception as err:  # SafetensorError: header or data unreadable
             raise WeightFileError(f"{path}: not a safetensors file, or a corrupt one ({err})") from None
-    state = load_torch_file(path)
-    if not isinstance(state, dict):
-        raise WeightFileError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
-    return clean_state_dict(state)
+    else:
+        raw = load_torch_file(path)
+        if not isinstance(raw, dict):
+            raise WeightFileError(f"{path}: expected a dict of tensors, got {type(raw).__name__}")
+        state = clean_state_dict(raw)
+    check_finite(state, path)
+    return state
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Refuse weights with NaN or Inf values (they would give black images), naming the tensor."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise WeightFileError(
+                f"{source}: tensor {name!r} has {bad} NaN or Inf values; the file is damaged"
+            )
 
 
 def save_safetensors(

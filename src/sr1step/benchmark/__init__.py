@@ -104,6 +104,18 @@ class Row:
     nfe: int = 0
     params_m: float = 0.0
     sr_folder: str | None = None  # the saved SR images (--save-images)
+    cached_images: int = 0  # images whose scores all came from the score cache of an earlier run
+    notes: list[str] = field(default_factory=list)  # said with the results, not failures
+
+
+def weights_fingerprint(weights: str) -> list:
+    """What identifies the weights a row ran: for local files and folders, every file's name,
+    size and modification time (a replaced file changes it); for a card or Hub repo, its name."""
+    path = Path(weights).expanduser() if weights else None
+    if path is None or not path.exists():
+        return [weights]
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 def _settings_hash(ref: MethodRef, opts: BenchOptions) -> str:
@@ -111,31 +123,56 @@ def _settings_hash(ref: MethodRef, opts: BenchOptions) -> str:
     key = json.dumps(
         [asdict(ref), e.dtype, e.tile, e.tile_overlap, e.color_fix, e.seed, str(opts.device.type)]
         + ([e.ensemble] if e.ensemble > 1 else [])
+        + ([weights_fingerprint(ref.weights)] if ref.weights else [])
     )
     return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
+def pair_fingerprint(pair) -> str:
+    """A hash of an LR/HR pair's pixels: cached scores are reused only for the same content."""
+    h = hashlib.sha1()
+    for t in (pair.lr, pair.hr):
+        if t is not None:
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 class ScoreCache:
-    """Per-image scores in a JSON-lines file; later lines win."""
+    """Per-image scores in a JSON-lines file, each line with the image's content hash; later
+    lines win. A damaged line is skipped (that image is recomputed) and reported in ``damaged``."""
 
     def __init__(self, path: Path):
         self.path = path
         self.scores: dict[str, dict[str, float]] = {}
+        self.content: dict[str, str] = {}
+        self.damaged = 0
         if path.is_file():
-            for line in path.read_text().splitlines():
+            for line in path.read_text(errors="replace").splitlines():
                 if line.strip():
-                    entry = json.loads(line)
-                    self.scores.setdefault(entry["image"], {}).update(entry["scores"])
+                    try:
+                        entry = json.loads(line)
+                        image, content, scores = entry["image"], entry.get("content"), dict(entry["scores"])
+                    except (ValueError, KeyError, TypeError):
+                        self.damaged += 1
+                        continue
+                    if self.content.get(image) != content:  # another image under this name
+                        self.scores[image] = {}
+                    self.content[image] = content
+                    self.scores[image].update(scores)
 
-    def missing(self, image: str, metrics: list[str]) -> list[str]:
-        have = self.scores.get(image, {})
+    def missing(self, image: str, content: str, metrics: list[str]) -> list[str]:
+        have = self.scores.get(image, {}) if self.content.get(image) == content else {}
         return [m for m in metrics if m not in have]
 
-    def add(self, image: str, scores: dict[str, float]) -> None:
-        self.scores.setdefault(image, {}).update(scores)
+    def add(self, image: str, content: str, scores: dict[str, float]) -> None:
+        if self.content.get(image) != content:
+            self.scores[image] = {}
+        self.content[image] = content
+        self.scores[image].update(scores)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
-            f.write(json.dumps({"image": image, "scores": scores}) + "\n")
+            f.write(json.dumps({"image": image, "content": content, "scores": scores}) + "\n")
 
 
 def load_dataset(spec: str, scale: int = 4) -> tuple[str, Path, PairedSet]:
@@ -180,8 +217,11 @@ class Benchmark:
     ) -> Row:
         key = f"{ref.label.replace('/', '_')}-{_settings_hash(ref, self.opts)}"
         cache = ScoreCache(self.output / "cache" / key / f"{dataset}.jsonl")
-        sr_dir = self.output / "sr" / key / dataset
         pairs = paired.pairs[: self.opts.limit] if self.opts.limit else paired.pairs
+        contents = {p.name: pair_fingerprint(p) for p in pairs}
+        # saved SR images of another set under the same name must not be read back (or into FID)
+        set_hash = hashlib.sha1(json.dumps(sorted(contents.items())).encode()).hexdigest()[:8]
+        sr_dir = self.output / "sr" / key / f"{dataset}-{set_hash}"
         per_image = [
             m
             for m in self.metrics
@@ -191,8 +231,10 @@ class Benchmark:
         engine = None
         problems = list(paired.problems)
         dev = self.opts.device
+        reused = 0
         for i, pair in enumerate(pairs):
-            todo = cache.missing(pair.name, per_image)
+            todo = cache.missing(pair.name, contents[pair.name], per_image)
+            reused += not todo
             sr_path = sr_dir / f"{pair.name}.png"
             if todo or (need_fid and not sr_path.is_file()):
                 if sr_path.is_file():
@@ -214,7 +256,7 @@ class Benchmark:
                     for m in todo:
                         value = self.metrics[m](sr, hr) if METRICS[m].kind == "FR" else self.metrics[m](sr)
                         scores[m] = float(value.mean())
-                cache.add(pair.name, scores)
+                cache.add(pair.name, contents[pair.name], scores)
             if progress is not None:
                 progress(i + 1, len(pairs))
         names = [p.name for p in pairs if p.name in cache.scores]
@@ -224,7 +266,7 @@ class Benchmark:
             if names
         }
         if need_fid:
-            hr_dir = self.output / "hr" / dataset
+            hr_dir = self.output / "hr" / f"{dataset}-{set_hash}"
             if not hr_dir.is_dir():
                 for p in pairs:
                     save_png(hr_dir / f"{p.name}.png", p.hr.permute(1, 2, 0).numpy())
@@ -237,7 +279,13 @@ class Benchmark:
                     unavailable[m] = "needs HR images (LR-only test set)"
         if not self.opts.save_images:
             shutil.rmtree(sr_dir, ignore_errors=True)
-        row = Row(ref.label, dataset, len(names), means, unavailable, problems)
+        row = Row(ref.label, dataset, len(names), means, unavailable, problems, cached_images=reused)
+        if cache.damaged:
+            row.notes.append(
+                f"{cache.damaged} damaged line(s) of {cache.path} skipped; those images recomputed"
+            )
+        if reused:
+            row.notes.append(f"scores of {reused} of {len(pairs)} images reused from {cache.path}")
         if self.opts.save_images:
             row.sr_folder = str(sr_dir)
         if engine is not None:
@@ -542,9 +590,11 @@ def result_notes(rows: list[Row]) -> list[str]:
     notes = [
         f"{m}: n/a ({why})" for m, why in sorted({(m, why) for r in rows for m, why in r.unavailable.items()})
     ]
-    return notes + [
-        f"{r.method} / {r.dataset}: {name} not scored: {why}" for r in rows for name, why in r.problems
-    ]
+    return (
+        notes
+        + [f"{r.method} / {r.dataset}: {name} not scored: {why}" for r in rows for name, why in r.problems]
+        + [f"{r.method} / {r.dataset}: {note}" for r in rows for note in r.notes]
+    )
 
 
 def markdown(

@@ -94,6 +94,29 @@ MILD_REALESRGAN = RealESRGANConfig(
 )
 
 
+# The blind real-world default's setting (sr1step-real-x4; our choice, docs/default-model.md):
+# between MILD_REALESRGAN and the papers' (RealESRGANConfig()): blur sigma up to 2.0 (papers 3.0),
+# noise up to 15/255 (30), JPEG down to 40 (30), a second order on 30 % of the pairs (50 %), final
+# sinc on half; a fifth of the pairs stay clean bicubic so clean input keeps its sharpening.
+REAL_REALESRGAN = RealESRGANConfig(
+    kernel_sizes=(3, 5, 7, 9, 11, 13, 15),
+    sinc_prob=0.1,
+    blur_sigma=(0.2, 2.0),
+    blur_sigma2=(0.2, 1.2),
+    final_sinc_prob=0.5,
+    resize_range=(0.3, 1.5),
+    noise_range=(1.0, 15.0),
+    poisson_scale_range=(0.05, 1.5),
+    jpeg_range=(40.0, 95.0),
+    second_order_prob=0.3,
+    resize_range2=(0.5, 1.2),
+    noise_range2=(1.0, 10.0),
+    poisson_scale_range2=(0.05, 1.0),
+    jpeg_range2=(50.0, 95.0),
+    bicubic_prob=0.2,
+)
+
+
 # --- random draws -----------------------------------------------------------------------------
 
 

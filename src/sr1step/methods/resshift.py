@@ -23,12 +23,17 @@ from torch import nn
 
 from ..config import ConfigError, apply_overrides, unknown_name_error
 from ..contract import WeightFolderError
-from ..data.degradations import MILD_REALESRGAN
+from ..data.degradations import MILD_REALESRGAN, REAL_REALESRGAN
 from ..diffusion.resshift import ResShiftScheduleConfig
 from ..generators.resshift import ResShiftConfig, ResShiftGenerator
 from ..hub import ModelCard, WeightsNotFoundError, converted_dir, download_card, get_card
 from ..nets.autoencoders import AutoencoderConfig, convert_ldm_vq_state_dict
-from ..nets.resshift_unet import ResShiftUNetConfig, load_official_state, widen_input_conv
+from ..nets.resshift_unet import (
+    ResShiftUNetConfig,
+    load_official_state,
+    narrow_input_conv,
+    widen_input_conv,
+)
 from ..training.config import RunConfig
 from ..training.recipe import Batch, Recipe
 from ..weights import WeightFileError, describe_mismatch, load_state_dict
@@ -208,7 +213,7 @@ class ResShiftTraining:
 
     network: ResShiftConfig = NETWORKS["realsr-v3"]
     autoencoder_weights: str = VQ_CARD  # model card, file, or "random" (smoke tests only)
-    init_weights: str = ""  # start from a ResShift model (card, folder or file) instead of scratch
+    init_weights: str = ""  # start from a ResShift-family model (card, folder or file) instead of scratch
     lpips_weight: float = 0.0  # v3/bicsr: 1.0, LPIPS(VGG) on the decoded x0 prediction
     lpips_net: Literal["vgg", "alex"] = "vgg"
 
@@ -281,7 +286,12 @@ class ResShiftRecipe(Recipe):
             )
         self.gen = ResShiftGenerator(dataclasses.replace(cfg.network, steps=None))
         if cfg.init_weights:
-            self.gen.load_state_dict(RESSHIFT.load_generator(cfg.init_weights).state_dict())
+            init = load_teacher(cfg.init_weights)  # any family member's weights
+            state = init.state_dict()
+            if init.config.noise_input:  # from an RSD student: its noise channel is dropped
+                u = cfg.network.unet
+                state = narrow_input_conv(state, u.in_channels + u.lq_channels)
+            self.gen.load_state_dict(state)
         else:
             if self.gen.autoencoder.vq is not None and cfg.autoencoder_weights != "random":
                 state = load_state_dict(_weights_file(cfg.autoencoder_weights))
@@ -370,6 +380,10 @@ COMPACT_DATA = dict(
     cache_images=True,
 )
 
+# The data of the blind real-world default (sr1step-real-x4): the same photos and crops, stronger
+# degradations (REAL_REALESRGAN, 20 % clean) and crops in all eight orientations.
+REAL_DATA = {**COMPACT_DATA, "realesrgan": REAL_REALESRGAN, "rotate": True}
+
 # The loop of the compact default's students (the `compact` presets of RSD and TAD-SR).
 COMPACT_DISTILL = dict(
     max_steps=300,
@@ -444,6 +458,27 @@ TRAIN_PRESETS = {
             mixed_precision="bf16",
             validate_every=500,
             checkpoint_every=250,
+            log_every=25,
+            sample_images=4,
+        ),
+    ),
+    # The blind real-world default's teacher (benchmarks/default_model.py --model real): the compact
+    # network started from the fidelity model's weights (its noise channel dropped), fine-tuned on
+    # REAL_DATA at batch 8 on a 2-core CPU.
+    "real": lambda: _resshift_run(
+        "compact",
+        {"init_weights": "sr1step-compact-x4"},
+        REAL_DATA,
+        dict(
+            max_steps=2000,
+            batch_size=8,
+            lr=2e-4,
+            warmup_steps=50,
+            lr_schedule="cosine",
+            ema_decay=0.995,
+            mixed_precision="bf16",
+            validate_every=500,
+            checkpoint_every=100,
             log_every=25,
             sample_images=4,
         ),

@@ -28,7 +28,14 @@ from ..diffusion.resshift import ResShiftSchedule
 from ..nets.resshift_unet import timestep_embedding
 from ..training.config import RunConfig
 from ..training.recipe import Phase
-from .resshift import COMPACT_DATA, COMPACT_DISTILL, TINY_DATA, ResShiftDistillation, ResShiftFamily
+from .resshift import (
+    COMPACT_DATA,
+    COMPACT_DISTILL,
+    REAL_DATA,
+    TINY_DATA,
+    ResShiftDistillation,
+    ResShiftFamily,
+)
 
 
 @dataclass(frozen=True)
@@ -302,6 +309,19 @@ TRAIN_PRESETS = {
             disc_c_dim=32,
         ),
         COMPACT_DATA,
+        COMPACT_DISTILL,
+    ),
+    # The same recipe for the blind real-world teacher, on its data.
+    "real": lambda: RunConfig.build(
+        "tadsr",
+        TADSRConfig(
+            teacher="runs/real-teacher/export",
+            hfsd_timesteps=(0,),
+            disc_max_timestep=2,
+            disc_embed_dim=64,
+            disc_c_dim=32,
+        ),
+        REAL_DATA,
         COMPACT_DISTILL,
     ),
 }

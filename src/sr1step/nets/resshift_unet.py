@@ -422,6 +422,15 @@ def widen_input_conv(state: dict[str, torch.Tensor], extra: int) -> dict[str, to
     return state
 
 
+def narrow_input_conv(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
+    """A state dict whose first conv keeps only its first ``channels`` inputs: an RSD student
+    (extra noise input last) as the start of a network without it."""
+    state = dict(state)
+    for key in [k for k in state if k.endswith("input_blocks.0.0.weight")]:
+        state[key] = state[key][:, :channels]
+    return state
+
+
 def load_official_state(net: ResShiftUNet, state: dict[str, torch.Tensor]) -> None:
     """Strict load of an official (already prefix-stripped) state dict; attention masks follow
     the network's construction size, so they are taken from the network when shapes differ."""

@@ -8,6 +8,7 @@ renamed, so a crash never leaves a half-written one that ``--resume latest`` wou
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import alive_pid_in
 from ..weights import load_state_dict, save_safetensors
 
 PREFIX = "checkpoint-"
@@ -77,16 +79,26 @@ def save_checkpoint(
     final = root / f"{PREFIX}{step:07d}"
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "networks").mkdir(parents=True)
-    for name, net in networks.items():  # trainable parameters only: frozen bases come from their weights
-        save_safetensors(trainable_state(net), tmp / "networks" / f"{name}.safetensors")
-    torch.save({k: o.state_dict() for k, o in optimizers.items()}, tmp / "optimizers.pt")
-    torch.save({k: s.state_dict() for k, s in schedulers.items()}, tmp / "schedulers.pt")
-    if ema is not None:
-        torch.save(ema.state_dict(), tmp / "ema.pt")
-    for f in extra_files:
-        os.replace(f, tmp / f.name.lstrip("."))
-    (tmp / "trainer.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+    try:
+        (tmp / "networks").mkdir(parents=True)
+        for name, net in networks.items():  # trainable parameters only: frozen bases come from their weights
+            save_safetensors(trainable_state(net), tmp / "networks" / f"{name}.safetensors")
+        torch.save({k: o.state_dict() for k, o in optimizers.items()}, tmp / "optimizers.pt")
+        torch.save({k: s.state_dict() for k, s in schedulers.items()}, tmp / "schedulers.pt")
+        if ema is not None:
+            torch.save(ema.state_dict(), tmp / "ema.pt")
+        for f in extra_files:
+            os.replace(f, tmp / f.name.lstrip("."))
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+    except (OSError, RuntimeError) as err:  # disk full: torch.save raises RuntimeError, others OSError
+        shutil.rmtree(tmp, ignore_errors=True)
+        full = isinstance(err, OSError) and err.errno == errno.ENOSPC or "space" in str(err).lower()
+        reason = (
+            f"no space left on {root}" if full else f"cannot write to {root} ({str(err).splitlines()[0]})"
+        )
+        raise CheckpointError(
+            f"{reason} while saving checkpoint {step}; the previous checkpoint is intact"
+        ) from None
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -96,7 +108,21 @@ def save_checkpoint(
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read; the message names the file."""
+    """A checkpoint cannot be read or written; the message names the file."""
+
+
+class RunLockedError(CheckpointError):
+    """Another live process trains into this run folder."""
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Remove the half-written ``.checkpoint-N.tmp-PID`` folders of processes that are gone."""
+    removed = []
+    for tmp in root.glob(f".{PREFIX}*.tmp-*") if root.is_dir() else []:
+        if not alive_pid_in(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 def find_checkpoints(root: Path, spec: str) -> list[Path]:
@@ -138,6 +164,15 @@ def load_checkpoint(path: Path, networks: dict, optimizers: dict, schedulers: di
             extra, missing = sorted(set(state) - expected)[:3], sorted(expected - set(state))[:3]
             raise ValueError(
                 f"{path}: network {name!r} does not match this run (unexpected {extra}, missing {missing})"
+            )
+        own = trainable_state(net)
+        differ = [k for k in state if state[k].shape != own[k].shape]
+        if differ:
+            k = differ[0]
+            raise ValueError(
+                f"{path}: network {name!r} has other shapes than this run's config ({len(differ)} "
+                f"tensors, e.g. {k}: {tuple(state[k].shape)} saved, {tuple(own[k].shape)} now); a resume "
+                "cannot change the network: drop the --set/--config change, or train into a new --output"
             )
         net.load_state_dict(state, strict=False)
     opt_states = _read(path / "optimizers.pt", _torch_load)

@@ -34,12 +34,15 @@ from ..data.datasets import (
 from ..data.degradations import BicubicDegradation, PairPool, RealESRGANDegradation
 from ..devices import resolve_device
 from ..engine import Engine, EngineOptions
+from ..files import alive_pid_in, claim_output, lock_path
 from .checkpoint import (
     CheckpointError,
+    RunLockedError,
     find_checkpoints,
     load_checkpoint,
     load_process_state,
     process_file,
+    remove_stale_temps,
     save_checkpoint,
     stage_process_state,
     staged_process_files,
@@ -406,13 +409,33 @@ class Trainer:
     def fit(
         self, resume: str | None = None, on_log: Callable[[int, dict], None] | None = None
     ) -> TrainResult:
+        """Train to ``max_steps`` (from a checkpoint with ``resume``) and export. The main process
+        holds a lock on the run folder meanwhile: two trainers never write one run."""
+        lock = None
+        if self.acc.is_main_process:
+            self.output.mkdir(parents=True, exist_ok=True)
+            lock = claim_output(self.output / "run")
+            if lock is None:
+                pid = alive_pid_in(lock_path(self.output / "run"))
+                raise RunLockedError(
+                    f"{self.output} is in use by another sr1step run (pid {pid}); stop it first"
+                )
+            remove_stale_temps(self.output / "checkpoints")
+        try:
+            return self._fit(resume, on_log)
+        finally:
+            if lock is not None:
+                lock.unlink(missing_ok=True)
+
+    def _fit(self, resume: str | None, on_log: Callable[[int, dict], None] | None) -> TrainResult:
         cfg = self.run.train
         main = self.acc.is_main_process
-        if main:
-            self.output.mkdir(parents=True, exist_ok=True)
+        if main and not resume:
             save_run_config(self.run, self.output / "config.toml")
         if resume:
             path = self._resume(resume)
+            if main:  # only once the checkpoint fits this config: a refused resume changes nothing
+                save_run_config(self.run, self.output / "config.toml")
             pool_state = load_process_state(path, self.acc.process_index)
             if pool_state is not None and len(pool_state.get("hr", ())) in (0, self.pool.size):
                 self.pool.load_state_dict(pool_state, self.device)
