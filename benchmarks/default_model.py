@@ -54,6 +54,7 @@ MODELS = {
         teacher=(("", 2000, []),),
         students={"rsd": ((300, []),), "tadsr": ((200, []),)},
         student_overrides=[],
+        ship="teacher",  # its one step scored above both students (docs/default-model.md)
     ),
     "compact": dict(
         card="sr1step-compact-x4",
@@ -61,6 +62,7 @@ MODELS = {
         teacher=(("stage1", 2860, []), ("", 2050, STAGE2)),
         students={"rsd": ((1500, []), (1950, ["data.rotate=true"])), "tadsr": ((300, []),)},
         student_overrides=CLEAN,
+        ship="rsd",
     ),
 }
 
@@ -281,8 +283,9 @@ def main() -> None:
     ap.add_argument(
         "--ship",
         choices=["rsd", "tadsr", "teacher"],
-        default="rsd",
-        help="what to ship: a student, or the teacher's plain one-step prediction (method sinsr)",
+        default=None,
+        help="what to ship: a student, or the teacher's plain one-step prediction (method sinsr); "
+        "default: what the model's recipe ships",
     )
     ap.add_argument("--max-images", type=int, default=32)
     ap.add_argument("--no-speed", action="store_true", help="report quality only")
@@ -293,6 +296,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown stage(s) {sorted(unknown)}")
     model = MODELS[args.model]
+    args.ship = args.ship or model["ship"]
     cli = [sys.executable, "-m", "sr1step.cli"]
     teacher = args.runs / f"{args.model}-teacher"
     if "data" in stages and not (args.data / "train").is_dir():
