@@ -215,7 +215,7 @@ def test_16_bit_gray_alpha_png_stays_gray(tmp_path):
 
 def test_float_rgb_tiff_reads_and_values_above_one_are_reported(tmp_path):
     rgb = natural_image(12) * 1.5
-    tifffile.imwrite(tmp_path / "hdr.tif", rgb.astype(np.float32))
+    tifffile.imwrite(tmp_path / "hdr.tif", rgb.astype(np.float32), photometric="rgb")
     image = read_image(tmp_path / "hdr.tif")
     assert not image.grayscale and image.rgb.max() == 1.0
     assert image.notes and "clipped" in image.notes[0]
