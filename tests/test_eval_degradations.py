@@ -77,3 +77,19 @@ def test_a_teacher_starts_from_an_rsd_students_weights(tmp_path):
     assert teacher[key].shape[1] == theirs[key].shape[1] - 1  # the noise channel (last) dropped
     assert torch.equal(teacher[key], theirs[key][:, :-1])
     assert all(torch.equal(teacher[k], theirs[k]) for k in teacher if k != key)
+
+
+def test_the_real_presets_are_the_compact_recipes_on_the_blind_teacher_and_its_data():
+    import dataclasses
+
+    from sr1step.data.degradations import REAL_REALESRGAN
+    from sr1step.methods import rsd, tadsr
+
+    for presets in (rsd.TRAIN_PRESETS, tadsr.TRAIN_PRESETS):
+        real, compact = presets["real"](), presets["compact"]()
+        assert real.train == compact.train and real.model.teacher == "runs/real-teacher/export"
+        assert real.data.realesrgan == REAL_REALESRGAN and real.data.rotate and not compact.data.rotate
+        assert (
+            dataclasses.replace(real.data, realesrgan=compact.data.realesrgan, rotate=False) == compact.data
+        )
+    assert rsd.TRAIN_PRESETS["real"]().model.perceptual_weight == 200.0

@@ -384,6 +384,13 @@ COMPACT_DATA = dict(
 # degradations (REAL_REALESRGAN, 20 % clean) and crops in all eight orientations.
 REAL_DATA = {**COMPACT_DATA, "realesrgan": REAL_REALESRGAN, "rotate": True}
 
+
+def real_variant(compact: RunConfig, **model) -> RunConfig:
+    """A student's `real` preset: its `compact` recipe on the blind teacher and REAL_DATA."""
+    model = dataclasses.replace(compact.model, teacher="runs/real-teacher/export", **model)
+    return dataclasses.replace(compact, model=model, data=dataclasses.replace(compact.data, **REAL_DATA))
+
+
 # The loop of the compact default's students (the `compact` presets of RSD and TAD-SR).
 COMPACT_DISTILL = dict(
     max_steps=300,

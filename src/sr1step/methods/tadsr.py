@@ -31,10 +31,10 @@ from ..training.recipe import Phase
 from .resshift import (
     COMPACT_DATA,
     COMPACT_DISTILL,
-    REAL_DATA,
     TINY_DATA,
     ResShiftDistillation,
     ResShiftFamily,
+    real_variant,
 )
 
 
@@ -312,18 +312,7 @@ TRAIN_PRESETS = {
         COMPACT_DISTILL,
     ),
     # The same recipe for the blind real-world teacher, on its data.
-    "real": lambda: RunConfig.build(
-        "tadsr",
-        TADSRConfig(
-            teacher="runs/real-teacher/export",
-            hfsd_timesteps=(0,),
-            disc_max_timestep=2,
-            disc_embed_dim=64,
-            disc_c_dim=32,
-        ),
-        REAL_DATA,
-        COMPACT_DISTILL,
-    ),
+    "real": lambda: real_variant(TRAIN_PRESETS["compact"]()),
 }
 
 TADSR = ResShiftFamily(
