@@ -187,11 +187,11 @@ class Upscaler:
             return Image.fromarray(out) if mode != "I" else Image.fromarray(out.astype(np.int32), "I")
         if mode == "F":  # float gray, kept in its range (expected [0, 1])
             return Image.fromarray(self._array(np.asarray(im, dtype=np.float32)), "F")
-        work = im.convert(
-            "RGBA" if ("A" in mode or "transparency" in im.info) else ("L" if mode in ("1", "L") else "RGB")
-        )
-        if mode == "LA":
+        if mode == "LA":  # gray + alpha: a 2-channel array, kept gray
             work = im
+        else:
+            has_alpha = "A" in mode or "transparency" in im.info
+            work = im.convert("RGBA" if has_alpha else ("L" if mode in ("1", "L") else "RGB"))
         out = Image.fromarray(self._array(np.asarray(work)))
         return out if out.mode == mode or mode not in ("RGB", "RGBA", "L") else out.convert(mode)
 

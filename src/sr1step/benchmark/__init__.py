@@ -198,11 +198,19 @@ class Benchmark:
         self.opts = options
         self.metrics: dict[str, object] = {}
         self.unavailable: dict[str, str] = {}  # metric -> reason, reported with the results
+        self._fingerprints: dict[int, tuple[object, str]] = {}  # id(pair) -> (pair, hash): once per set
         for name in options.metrics:
             try:
                 self.metrics[name] = create_metric(name, options.device, options.crop_border)
             except MetricUnavailable as err:
                 self.unavailable[name] = str(err)
+
+    def _fingerprint(self, pair) -> str:
+        """``pair_fingerprint`` once per pair, however many methods score it (the pair is kept, so
+        its id is never reused while cached)."""
+        if id(pair) not in self._fingerprints:
+            self._fingerprints[id(pair)] = (pair, pair_fingerprint(pair))
+        return self._fingerprints[id(pair)][1]
 
     def _engine(self, ref: MethodRef) -> Engine:
         return load_engine(ref.method, ref.weights, self.opts.engine, steps=ref.steps)
@@ -218,7 +226,7 @@ class Benchmark:
         key = f"{ref.label.replace('/', '_')}-{_settings_hash(ref, self.opts)}"
         cache = ScoreCache(self.output / "cache" / key / f"{dataset}.jsonl")
         pairs = paired.pairs[: self.opts.limit] if self.opts.limit else paired.pairs
-        contents = {p.name: pair_fingerprint(p) for p in pairs}
+        contents = {p.name: self._fingerprint(p) for p in pairs}
         # saved SR images of another set under the same name must not be read back (or into FID)
         set_hash = hashlib.sha1(json.dumps(sorted(contents.items())).encode()).hexdigest()[:8]
         sr_dir = self.output / "sr" / key / f"{dataset}-{set_hash}"
