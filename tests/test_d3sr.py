@@ -244,6 +244,24 @@ def test_losses_are_weighted_and_real_latents_scaled_and_noised_like_fakes():
     assert torch.equal(t[:b], t[b:]) and torch.equal(noise[:b], noise[b:])  # real and fake noised alike
 
 
+def test_the_pixel_term_is_the_mean_squared_error_and_the_gan_term_is_weighted():
+    from sr1step.training.recipe import Batch
+
+    hr = img(6, 32)
+    batch = Batch(hr=hr, lr=F.interpolate(hr, scale_factor=0.25, mode="area"))
+    torch.manual_seed(0)
+    recipe = D3SRRecipe(tiny_run(1))
+    recipe.losses = replace(recipe.losses, mse_weight=1.0, gan_weight=0.5)
+    recipe.bind(recipe.networks())
+    with torch.no_grad():
+        loss, logs = recipe.loss("generator", batch, {})
+        sr = recipe.gen.decode(recipe.wrapped["generator"](batch.lr)).float()
+    assert logs["mse"] == pytest.approx(((sr - hr) ** 2).mean().item(), rel=1e-5)
+    assert logs["mse"] != pytest.approx((sr - hr).abs().mean().item(), rel=1e-3)
+    rest = loss.item() - logs["mse"] - logs["ea_dists"]
+    assert rest == pytest.approx(0.5 * logs["gan"], rel=1e-4, abs=1e-6)
+
+
 def test_tiny_training_changes_lora_resumes_and_exports(tmp_path):
     from safetensors.torch import load_file
 

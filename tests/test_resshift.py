@@ -25,10 +25,9 @@ from sr1step.nets.resshift_unet import (
     ResShiftUNet,
     ResShiftUNetConfig,
     load_official_state,
-    relative_position_index,
-    shifted_window_mask,
     widen_input_conv,
 )
+from sr1step.nets.swin import relative_position_index, shifted_window_mask
 from sr1step.weights import clean_state_dict
 
 V1_SQRT_ETA = [
@@ -165,6 +164,31 @@ def test_respacing_matches_official_rule():
     np.testing.assert_allclose(sched.sqrt_etas.numpy(), np.array(V1_SQRT_ETA)[[0, 3, 6, 9, 12]], atol=1e-4)
     with pytest.raises(ValueError):
         ResShiftSchedule(ResShiftScheduleConfig(sample_steps=16))
+
+
+def test_respacing_truncates_like_the_official_rule():
+    # int(15 / 4 * i): 3.75 -> 3, 7.5 -> 7, 11.25 -> 11 (rounding would give 4, 8)
+    assert respaced_timesteps(15, 4) == [0, 3, 7, 11]
+
+
+def test_a_respaced_chain_feeds_the_network_the_trained_chain_indices():
+    sched = ResShiftSchedule(ResShiftScheduleConfig(sample_steps=4))
+    calls = []
+    sched.sample(
+        lambda x, t: calls.append(int(t[0])) or x * 0,
+        torch.zeros(1, 3, 2, 2),
+        torch.zeros(1, 3 * 4, 2, 2),
+    )
+    assert calls == [11, 7, 3, 0]  # the trained chain's indices, last first; never 3, 2, 1, 0
+
+
+def test_clipped_prediction_is_clamped_to_the_latent_range():
+    sched = ResShiftSchedule(ResShiftScheduleConfig())
+    t = torch.tensor([14])
+    out = torch.tensor([-2.0, -0.5, 0.5, 2.0]).view(1, 1, 2, 2)
+    x0 = sched.predict_x0(lambda x, tt: out, torch.zeros_like(out), torch.zeros_like(out), t, clip=True)
+    assert x0.flatten().tolist() == [-1.0, -0.5, 0.5, 1.0]
+    assert torch.equal(sched.predict_x0(lambda x, tt: out, out * 0, out * 0, t), out)
 
 
 def test_one_step_is_prediction_at_last_index():

@@ -17,8 +17,9 @@ from sr1step.cli import app
 from sr1step.config import ConfigError
 from sr1step.data.datasets import HRCrops, StreamSampler, builtin_photos, load_paired_folder, pair_key
 from sr1step.methods.resshift import RESSHIFT, ResShiftTraining
+from sr1step.training.config import lr_lambda
 from sr1step.training.config import resolve_run_config, run_config_from_dict
-from sr1step.training.trainer import Trainer, _lr_lambda
+from sr1step.training.trainer import Trainer
 
 runner = CliRunner()
 
@@ -91,10 +92,10 @@ def test_paper_presets_hold_official_hyperparameters():
 
 
 def test_lr_schedule_warmup_then_cosine():
-    f = _lr_lambda("cosine", 10, 110)
+    f = lr_lambda("cosine", 10, 110)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
-    assert _lr_lambda("constant", 0, 10)(5) == 1.0
+    assert lr_lambda("constant", 0, 10)(5) == 1.0
 
 
 # --- data ------------------------------------------------------------------------------------------

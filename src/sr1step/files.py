@@ -81,3 +81,15 @@ def alive_pid_in(path: Path) -> int:
     except (OSError, ValueError):
         return 0
     return pid if pid and _alive(pid) else 0
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it, so an unwritable output fails before any
+    model is loaded or any image computed."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sr1step-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"output folder {folder} is not writable ({err.strerror or err})") from None

@@ -7,7 +7,6 @@ overwrite: an output path that is an input is refused, existing outputs are skip
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -190,18 +189,6 @@ def _run_one(
         return Result(job.source, target, "done", "; ".join(image.notes), size=(rgb.shape[1], rgb.shape[0]))
     finally:
         lock.unlink(missing_ok=True)
-
-
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a probe file in it, so an unwritable output fails before any
-    model is loaded or any image computed."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".sr1step-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise PermissionError(f"output folder {folder} is not writable ({err.strerror or err})") from None
 
 
 @dataclass

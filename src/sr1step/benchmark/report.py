@@ -54,7 +54,7 @@ def _table(head: list[str], cells: list[list[str]]) -> str:
 
 def write_report(output: Path, rows, speed_rows, pub, metrics, loaded, max_images: int = 24) -> Path:
     """``loaded``: (name, folder, PairedSet) of each test set; rows with ``sr_folder`` give the panels."""
-    from . import result_tables
+    from .tables import result_tables
 
     output = Path(output)
     assets = output / "report"

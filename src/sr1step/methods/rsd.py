@@ -30,14 +30,8 @@ from ..losses import d_loss, g_loss
 from ..nets.resshift_unet import GroupNorm32, ResShiftUNet
 from ..training.config import RunConfig
 from ..training.recipe import Phase
-from .resshift import (
-    COMPACT_DATA,
-    COMPACT_DISTILL,
-    TINY_DATA,
-    ResShiftDistillation,
-    ResShiftFamily,
-    real_variant,
-)
+from .resshift import ResShiftDistillation, ResShiftFamily
+from .resshift_presets import COMPACT_DATA, COMPACT_DISTILL, TINY_DATA, real_variant
 
 
 @dataclass(frozen=True)

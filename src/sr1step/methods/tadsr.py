@@ -28,14 +28,8 @@ from ..diffusion.resshift import ResShiftSchedule
 from ..nets.resshift_unet import timestep_embedding
 from ..training.config import RunConfig
 from ..training.recipe import Phase
-from .resshift import (
-    COMPACT_DATA,
-    COMPACT_DISTILL,
-    TINY_DATA,
-    ResShiftDistillation,
-    ResShiftFamily,
-    real_variant,
-)
+from .resshift import ResShiftDistillation, ResShiftFamily
+from .resshift_presets import COMPACT_DATA, COMPACT_DISTILL, TINY_DATA, real_variant
 
 
 @dataclass(frozen=True)

@@ -184,3 +184,15 @@ def load_checkpoint(path: Path, networks: dict, optimizers: dict, schedulers: di
     if ema is not None:
         ema.load_state_dict(_read(path / "ema.pt", _torch_load))
     return step
+
+
+def resume_from(root: Path, spec: str, networks, optimizers, schedulers, ema, log=print) -> tuple[Path, int]:
+    """Load the checkpoint ``spec`` names (see ``find_checkpoints``): (its folder, its step). For
+    ``latest``, a damaged newest checkpoint is reported and the one before it is used."""
+    *newer, oldest = find_checkpoints(root, spec)  # newest first
+    for path in newer:
+        try:
+            return path, load_checkpoint(path, networks, optimizers, schedulers, ema)
+        except CheckpointError as err:
+            log(f"cannot resume from {path.name}: {err}; trying the checkpoint before it")
+    return oldest, load_checkpoint(oldest, networks, optimizers, schedulers, ema)  # its error is final

@@ -8,12 +8,15 @@ every run and every export.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..config import ConfigError, from_dict, merge, overrides_to_dict, to_dict, to_toml
-from ..data.degradations import RealESRGANConfig
+from ..data.datasets import PairedSet, load_paired_folder, resolve_image_list, synthesize_pairs
+from ..data.degradations import BicubicDegradation, RealESRGANConfig, RealESRGANDegradation
 
 
 @dataclass(frozen=True)
@@ -161,3 +164,69 @@ def save_run_config(cfg: RunConfig, path: Path) -> None:
     from ..files import write_atomic
 
     write_atomic(path, cfg.to_toml().encode())
+
+
+# --- what the trainer builds from a run config ---------------------------------------------------
+
+
+def make_degradation(run: RunConfig):
+    if run.data.degradation == "bicubic":
+        return BicubicDegradation(run.data.scale)
+    cfg = run.data.realesrgan
+    if cfg.scale != run.data.scale:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, scale=run.data.scale)
+    return RealESRGANDegradation(cfg)
+
+
+def build_validation_set(run: RunConfig, degrade) -> PairedSet | None:
+    source = run.data.val
+    if not source:
+        return None
+    if source != "builtin" and (Path(source) / "LR").is_dir():
+        return load_paired_folder(source, run.data.scale)
+    files = resolve_image_list(source, split="val")
+    return synthesize_pairs(
+        files, degrade, run.data.scale, run.data.val_size, run.data.val_count, seed=run.train.seed
+    )
+
+
+def lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+    return f
+
+
+def check_crop_fits(run: RunConfig, generator) -> None:
+    """Training crops must fit the network without padding: data.gt_size / scale must be a
+    multiple of the generator's ``pad_multiple``. Checked before the first step."""
+    from ..config import ConfigError
+
+    s, m = run.data.scale, max(1, generator.pad_multiple)
+    lr_size = run.data.gt_size // s
+    if lr_size % m:
+        fit = -(-lr_size // m) * m * s
+        raise ConfigError(
+            f"data.gt_size {run.data.gt_size} gives {lr_size} px LR crops, not a multiple of this "
+            f"network's {m}; use a multiple of {m * s}, e.g. {fit}"
+        )
+
+
+def flat_config(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_config(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)):
+            out[key] = v
+        elif v is not None:
+            out[key] = str(v)
+    return out

@@ -10,9 +10,6 @@ temporary folder and renamed; Ctrl-C finishes the current step, saves and exits.
 from __future__ import annotations
 
 import contextlib
-import math
-import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,35 +17,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data.datasets import (
     HRCrops,
     PairedSet,
     StreamSampler,
-    load_paired_folder,
     resolve_image_list,
-    synthesize_pairs,
 )
-from ..data.degradations import BicubicDegradation, PairPool, RealESRGANDegradation
+from ..data.degradations import PairPool
 from ..devices import resolve_device
 from ..engine import Engine, EngineOptions
 from ..files import alive_pid_in, claim_output, lock_path
 from .checkpoint import (
-    CheckpointError,
     RunLockedError,
-    find_checkpoints,
-    load_checkpoint,
     load_process_state,
     process_file,
     remove_stale_temps,
+    resume_from,
     save_checkpoint,
     stage_process_state,
     staged_process_files,
 )
-from .config import RunConfig, save_run_config
+from .config import (
+    RunConfig,
+    build_validation_set,
+    check_crop_fits,
+    flat_config,
+    lr_lambda,
+    make_degradation,
+    save_run_config,
+)
 from .recipe import Batch, Recipe
+from .stop import StopFlag
+from .validation import format_scores, score_validation
 
 
 def mix_seed(*keys: int) -> int:
@@ -66,87 +68,6 @@ class TrainResult:
     validations: list[dict] = field(default_factory=list)  # psnr/ssim per validation
     interrupted: bool = False
     main_process: bool = True
-
-
-class _StopFlag:
-    """First Ctrl-C or SIGTERM (a scheduler's stop, ``kill``): finish the step, save, exit.
-    A second one: stop at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self._old: dict = {}
-
-    def __enter__(self):
-        if sys.platform != "win32" and _is_main_thread():
-            self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _is_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def make_degradation(run: RunConfig):
-    if run.data.degradation == "bicubic":
-        return BicubicDegradation(run.data.scale)
-    cfg = run.data.realesrgan
-    if cfg.scale != run.data.scale:
-        import dataclasses
-
-        cfg = dataclasses.replace(cfg, scale=run.data.scale)
-    return RealESRGANDegradation(cfg)
-
-
-def build_validation_set(run: RunConfig, degrade) -> PairedSet | None:
-    source = run.data.val
-    if not source:
-        return None
-    if source != "builtin" and (Path(source) / "LR").is_dir():
-        return load_paired_folder(source, run.data.scale)
-    files = resolve_image_list(source, split="val")
-    return synthesize_pairs(
-        files, degrade, run.data.scale, run.data.val_size, run.data.val_count, seed=run.train.seed
-    )
-
-
-def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
-
-    return f
-
-
-def check_crop_fits(run: RunConfig, generator) -> None:
-    """Training crops must fit the network without padding: data.gt_size / scale must be a
-    multiple of the generator's ``pad_multiple``. Checked before the first step."""
-    from ..config import ConfigError
-
-    s, m = run.data.scale, max(1, generator.pad_multiple)
-    lr_size = run.data.gt_size // s
-    if lr_size % m:
-        fit = -(-lr_size // m) * m * s
-        raise ConfigError(
-            f"data.gt_size {run.data.gt_size} gives {lr_size} px LR crops, not a multiple of this "
-            f"network's {m}; use a multiple of {m * s}, e.g. {fit}"
-        )
 
 
 class Trainer:
@@ -196,7 +117,7 @@ class Trainer:
             )
             self.optimizers[phase.name] = opt
             # a phase with repeats steps its scheduler that many times per training step
-            schedule = _lr_lambda(
+            schedule = lr_lambda(
                 cfg.lr_schedule, cfg.warmup_steps * phase.repeats, cfg.max_steps * phase.repeats
             )
             self.schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
@@ -332,33 +253,17 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, valset: PairedSet, step: int) -> dict:
-        from ..imageio import save_png
-        from ..metrics import create_metric
-
-        psnr, ssim = create_metric("psnr"), create_metric("ssim")
         for net in self.nets.values():
             net.eval()
-        scores = {"psnr": [], "ssim": [], "psnr_bicubic": [], "ssim_bicubic": []}
         folder = self.output / "samples" / f"step-{step:07d}"
         with self.ema_weights():
             engine = Engine(self.recipe.generator(), EngineOptions(device=str(self.device), dtype="fp32"))
-            for i, pair in enumerate(valset.pairs):
-                sr = engine.run(pair.lr[None])
-                bic = F.interpolate(pair.lr[None], scale_factor=self.run.data.scale, mode="bicubic").clamp(
-                    0, 1
-                )
-                if pair.hr is not None:
-                    hr = pair.hr[None]
-                    scores["psnr"].append(psnr(sr, hr).item())
-                    scores["ssim"].append(ssim(sr, hr).item())
-                    scores["psnr_bicubic"].append(psnr(bic, hr).item())
-                    scores["ssim_bicubic"].append(ssim(bic, hr).item())
-                if i < self.run.train.sample_images:
-                    panels = [bic[0], sr[0]] + ([pair.hr] if pair.hr is not None else [])
-                    save_png(folder / f"{pair.name}.png", torch.cat(panels, dim=2).permute(1, 2, 0).numpy())
+            scores = score_validation(
+                engine, valset, self.run.data.scale, self.run.train.sample_images, folder
+            )
         for net in self.nets.values():
             net.train()
-        return {k: float(np.mean(v)) for k, v in scores.items() if v}
+        return scores
 
     def export(self) -> Path:
         folder = self.output / "export"
@@ -371,20 +276,12 @@ class Trainer:
         return folder
 
     def _resume(self, spec: str) -> Path:
-        """Load the checkpoint ``spec`` names; for ``latest``, a damaged newest checkpoint is
-        reported and the one before it is used."""
         wrapped = {n: self.acc.unwrap_model(w) for n, w in self.recipe.wrapped.items()}
-        *newer, oldest = find_checkpoints(self.output / "checkpoints", spec)  # newest first
-        for path in newer:
-            try:
-                self.step = load_checkpoint(path, wrapped, self.optimizers, self.schedulers, self.ema)
-                return path
-            except CheckpointError as err:
-                self.log(f"cannot resume from {path.name}: {err}; trying the checkpoint before it")
-        self.step = load_checkpoint(
-            oldest, wrapped, self.optimizers, self.schedulers, self.ema
-        )  # its error is final
-        return oldest
+        root = self.output / "checkpoints"
+        path, self.step = resume_from(
+            root, spec, wrapped, self.optimizers, self.schedulers, self.ema, self.log
+        )
+        return path
 
     def stage_pool(self) -> None:
         if self.pool.size > 0:
@@ -446,7 +343,7 @@ class Trainer:
                     "the pair pool starts empty"
                 )
             self.log(f"resumed from {path} at step {self.step}")
-        self.acc.init_trackers("sr1step", config=_flat_config(self.run.to_dict()))
+        self.acc.init_trackers("sr1step", config=flat_config(self.run.to_dict()))
         valset = build_validation_set(self.run, self.degrade) if main else None
         if valset is not None:
             for name, reason in valset.problems:
@@ -454,7 +351,7 @@ class Trainer:
         result = TrainResult(self.output / "export", self.step, main_process=main)
         it = self._loader(self.step)
         t0, steps_timed = time.perf_counter(), 0
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             while self.step < cfg.max_steps:
                 logs = self._train_step(it, self.step)
                 self.step += 1
@@ -476,7 +373,7 @@ class Trainer:
                     self.acc.log({f"val/{k}": v for k, v in scores.items()}, step=self.step)
                     result.validations.append({"step": self.step, **scores})
                     self.last_validation = {"step": self.step, **{k: round(v, 4) for k, v in scores.items()}}
-                    self.log(_format_scores(self.step, scores))
+                    self.log(format_scores(self.step, scores))
                 if (
                     (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
                     or final
@@ -498,25 +395,3 @@ class Trainer:
         self.acc.end_training()
         result.steps = self.step
         return result
-
-
-def _format_scores(step: int, s: dict) -> str:
-    if "psnr" not in s:
-        return f"step {step}: validation images written"
-    return (
-        f"step {step}: val PSNR-Y {s['psnr']:.2f} dB (bicubic {s['psnr_bicubic']:.2f}), "
-        f"SSIM-Y {s['ssim']:.4f} (bicubic {s['ssim_bicubic']:.4f})"
-    )
-
-
-def _flat_config(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat_config(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)):
-            out[key] = v
-        elif v is not None:
-            out[key] = str(v)
-    return out
