@@ -191,6 +191,13 @@ def test_clipped_prediction_is_clamped_to_the_latent_range():
     assert torch.equal(sched.predict_x0(lambda x, tt: out, out * 0, out * 0, t), out)
 
 
+def test_a_residual_network_predicts_y_minus_x0():
+    sched = ResShiftSchedule(ResShiftScheduleConfig(predict="residual"))
+    y, out = torch.full((1, 3, 2, 2), 0.25), torch.full((1, 3, 2, 2), 0.75)
+    x0 = sched.predict_x0(lambda x, t: out, torch.zeros_like(y), y, torch.tensor([14]))
+    torch.testing.assert_close(x0, y - out)  # x0 = y - (y - x0)
+
+
 def test_one_step_is_prediction_at_last_index():
     sched = ResShiftSchedule(ResShiftScheduleConfig())
     calls = []

@@ -201,6 +201,31 @@ def test_discriminator_times_shared_noise_and_the_hfsd_surrogate(teacher, monkey
     assert logs["hfsd"] == pytest.approx(students[-1].float().mean().item(), rel=1e-6)
 
 
+def test_the_discriminator_is_taught_that_hr_latents_are_real_and_student_outputs_fake(teacher, monkeypatch):
+    recipe = TADSRRecipe(tiny_run(teacher))
+    recipe.bind(recipe.networks())
+    disc = recipe.wrapped["discriminator"]
+    torch.manual_seed(1)
+    with torch.no_grad():  # away from the zero-initialised start, where every logit is 0
+        for p in disc.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    monkeypatch.setattr(recipe, "student_x0", lambda net, z_y, *a: torch.full_like(z_y, -0.5))
+    seen, logits = [], []
+    real_features, real_forward = recipe.teacher_features, disc.forward
+    monkeypatch.setattr(recipe, "teacher_features", lambda x0, *a: seen.append(x0) or real_features(x0, *a))
+    disc.forward = lambda feats, t: logits.append(real_forward(feats, t)) or logits[-1]
+    with torch.no_grad():
+        loss, logs = recipe.loss("discriminator", batch(), {})
+    x0, out, b = seen[0], logits[0].float(), 2
+    fake = torch.full_like(x0[b:], -0.5)
+    assert torch.equal(x0[b:], fake) and not torch.equal(x0[:b], fake)  # second half: the student's
+    expected = F.relu(1 - out[:b]).mean() + F.relu(1 + out[b:]).mean()
+    swapped = F.relu(1 - out[b:]).mean() + F.relu(1 + out[:b]).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert abs(swapped.item() - expected.item()) > 1e-3  # the halves can be told apart
+    assert logs["d_real"] == pytest.approx(out[:b].mean().item(), rel=1e-6, abs=1e-7)
+
+
 def test_official_quirks_are_switches(teacher):
     paper = TADSRRecipe(tiny_run(teacher))
     official = TADSRRecipe(

@@ -48,6 +48,7 @@ class ModelCard:
     notes: str = ""
     params: dict = field(default_factory=dict)  # extra, method-specific settings
     bundled: bool = False  # its weight folder ships with sr1step, next to the card (models/<name>/)
+    published_as: str = ""  # row of benchmark/published.toml, where it is not the method's (baselines)
 
     @property
     def on_hub(self) -> bool:

@@ -13,10 +13,13 @@ from .methods.d3sr import D3SR
 from .methods.osediff import OSEDIFF
 from .methods.resshift import RESSHIFT, SINSR
 from .methods.rsd import RSD
+from .methods.spandrel import SPANDREL
 from .methods.tadsr import TADSR
 from .weights import WeightFileError
 
-METHODS: dict[str, Method] = {m.name: m for m in (BICUBIC, RESSHIFT, SINSR, RSD, TADSR, D3SR, OSEDIFF)}
+METHODS: dict[str, Method] = {
+    m.name: m for m in (BICUBIC, RESSHIFT, SINSR, RSD, TADSR, D3SR, OSEDIFF, SPANDREL)
+}
 
 # What `sr1step upscale in/ out/` runs: the model sr1step trained and distilled itself, bundled
 # with the package (models/sr1step-real-x4/; the fidelity model for clean LR is sr1step-compact-x4);

@@ -29,7 +29,15 @@ class MethodRef:
 
     @classmethod
     def parse(cls, text: str, steps: int | None = None) -> MethodRef:
+        """``NAME``, ``NAME:WEIGHTS``, or a model card's name alone (``realesrgan-x4plus``)."""
+        from ..hub import load_cards
+        from ..registry import METHODS
+
         method, _, weights = text.partition(":")
+        if not weights and method not in METHODS:
+            card = load_cards().get(method)
+            if card is not None:
+                return cls(card.method, card.name, steps, name=card.name)
         return cls(method, weights or None, steps)
 
 
@@ -83,3 +91,4 @@ class Row:
     sr_folder: str | None = None  # the saved SR images (--save-images)
     cached_images: int = 0  # images whose scores all came from the score cache of an earlier run
     notes: list[str] = field(default_factory=list)  # said with the results, not failures
+    published_as: str | None = None  # the row of published.toml it is compared with

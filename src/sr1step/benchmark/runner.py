@@ -19,6 +19,7 @@ from ..imageio import read_image, save_png
 from ..metrics import METRICS, MetricUnavailable, create_metric
 from .cache import ScoreCache, pair_fingerprint, settings_hash
 from .options import BenchOptions, MethodRef, Row
+from .published import published_row
 
 
 def load_dataset(spec: str, scale: int = 4) -> tuple[str, Path, PairedSet]:
@@ -121,6 +122,7 @@ class Benchmark:
         if not self.opts.save_images:
             shutil.rmtree(sr_dir, ignore_errors=True)
         row = Row(ref.label, dataset, len(names), means, unavailable, problems, cached_images=reused)
+        row.published_as = published_row(ref)
         if cache.damaged:
             row.notes.append(
                 f"{cache.damaged} damaged line(s) of {cache.path} skipped; those images recomputed"

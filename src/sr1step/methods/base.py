@@ -66,8 +66,21 @@ class Method:
             elif target.is_dir():
                 generator = self.from_folder(target)
             else:
-                generator = self.from_file(target)
+                generator = self._from_file_or_hint(target)
         return generator if steps is None else self.with_steps(generator, steps)
+
+    def _from_file_or_hint(self, path: Path) -> SRGenerator:
+        try:
+            return self.from_file(path)
+        except (ValueError, KeyError, RuntimeError) as err:  # not this method's file: whose is it?
+            from .spandrel import spandrel_architecture
+
+            arch = spandrel_architecture(path) if self.name != "spandrel" else None
+            if arch is None:
+                raise
+            raise ValueError(
+                f"{path} holds a {arch} network, not a {self.name} model; run it with --method spandrel"
+            ) from err
 
     def build_default(self, scale: float | None = None) -> SRGenerator:
         raise WeightsNotFoundError(f"method {self.name!r} needs --weights")
