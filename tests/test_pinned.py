@@ -1,14 +1,17 @@
 """Behaviours a "beats bicubic" test cannot see, each pinned against a reference computation:
-which noise slice each ancestral step reads, the timestep embedding's order, and the luma
-weights of gray shot noise."""
+which noise slice each ancestral step reads, the timestep embedding's order, the luma weights of
+gray shot noise, and the outputs of the tiny and compact ResShift UNets at fixed weights and
+inputs (golden values of the code checked against the official UNetModelSwin to fp32 rounding)."""
 
 import math
 
+import pytest
 import torch
 
 from sr1step.data.degradations import add_poisson_noise
 from sr1step.diffusion.resshift import ResShiftSchedule, ResShiftScheduleConfig
-from sr1step.nets.resshift_unet import timestep_embedding
+from sr1step.methods.resshift import NETWORKS
+from sr1step.nets.resshift_unet import ResShiftUNet, timestep_embedding
 
 
 def test_each_ancestral_step_reads_its_own_noise_slice():
@@ -57,3 +60,29 @@ def test_gray_shot_noise_is_drawn_on_bt601_luma():
     vals = 2  # one distinct value -> at least 2 levels
     expected = torch.poisson(q * vals, generator=torch.Generator().manual_seed(3)) / vals - q
     torch.testing.assert_close(noise[:, 0], expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "name, size, values, mean, std",
+    [
+        ("tiny", 16, [-0.08013, 0.05898, 0.07573, -0.09781], 0.03632, 0.15658),
+        ("compact", 32, [-0.07898, 0.14591, -0.16977, -0.16295], -0.06186, 0.20899),
+    ],
+)
+def test_resshift_unet_outputs_are_pinned(name, size, values, mean, std):
+    """Every weight drawn from one seeded generator (the zero-initialised output layers too), fixed
+    x, t and LR: scale-shift conditioning, shifted windows, relative positions, skips all count."""
+    cfg = NETWORKS[name].unet
+    net = ResShiftUNet(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        x = torch.randn(2, cfg.in_channels, size, size, generator=g)
+        lq_size = size * cfg.lq_size // cfg.image_size
+        lq = torch.rand(2, 3, lq_size, lq_size, generator=g)
+        out = net(x, torch.tensor([0, 3]), lq)
+    at = [(0, 0, 0, 0), (0, 1, 5, 7), (1, 2, size - 1, 3), (1, 0, size // 2, size // 2)]
+    torch.testing.assert_close(torch.stack([out[i] for i in at]), torch.tensor(values), atol=2e-4, rtol=0)
+    assert float(out.mean()) == pytest.approx(mean, abs=2e-4)
+    assert float(out.std()) == pytest.approx(std, abs=2e-4)

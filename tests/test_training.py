@@ -17,8 +17,7 @@ from sr1step.cli import app
 from sr1step.config import ConfigError
 from sr1step.data.datasets import HRCrops, StreamSampler, builtin_photos, load_paired_folder, pair_key
 from sr1step.methods.resshift import RESSHIFT, ResShiftTraining
-from sr1step.training.config import lr_lambda
-from sr1step.training.config import resolve_run_config, run_config_from_dict
+from sr1step.training.config import lr_lambda, resolve_run_config, run_config_from_dict
 from sr1step.training.trainer import Trainer
 
 runner = CliRunner()
