@@ -11,7 +11,7 @@ ROOT = Path(__file__).parents[1] / "src" / "sr1step"
 # Lowest first. A unit is a top-level module or a sub-package; a unit may import its own modules
 # and any unit of a lower layer, never one of its own layer or above.
 LAYERS = [
-    {"config", "devices", "files", "tiling", "colorfix", "contract"},
+    {"config", "devices", "distributed", "files", "tiling", "colorfix", "contract"},
     {"weights", "imageio", "download"},
     {"hub"},
     {"nets", "diffusion", "data", "losses", "metrics"},

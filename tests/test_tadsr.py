@@ -226,6 +226,18 @@ def test_the_discriminator_is_taught_that_hr_latents_are_real_and_student_output
     assert logs["d_real"] == pytest.approx(out[:b].mean().item(), rel=1e-6, abs=1e-7)
 
 
+def test_the_student_loss_weighs_each_term_by_its_setting(teacher):
+    weights = ["model.mse_weight=3.0", "model.hfsd_weight=0.5", "model.gan_weight=0.25"]
+    recipe = TADSRRecipe(tiny_run(teacher, overrides=weights))
+    recipe.bind(recipe.networks())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        loss, logs = recipe.loss("generator", batch(), {})
+    assert {"mse", "hfsd", "gan"} <= set(logs) and logs["mse"] > 0
+    expected = 3.0 * logs["mse"] + 0.5 * logs["hfsd"] + 0.25 * logs["gan"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
 def test_official_quirks_are_switches(teacher):
     paper = TADSRRecipe(tiny_run(teacher))
     official = TADSRRecipe(

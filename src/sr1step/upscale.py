@@ -7,6 +7,9 @@ overwrite: an output path that is an input is refused, existing outputs are skip
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .api import Upscaler
-from .files import claim_output, lock_path  # noqa: F401 - lock_path: re-exported
+from .distributed import Shard, balanced_split, broadcast, gather
+from .files import claim_output, lock_path, write_atomic  # noqa: F401 - lock_path: re-exported
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     WRITE_EXTS,
@@ -201,3 +205,65 @@ class Summary:
     @property
     def exit_code(self) -> int:
         return 1 if self.count("failed") else 0
+
+
+# --- many processes (accelerate launch): a share of the jobs each, one summary ---------------------
+
+
+def pixel_count(path: Path) -> int:
+    """Width x height from the header (0 when unreadable: the file fails on its rank, reported)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1]
+    except Exception:  # noqa: BLE001 - any unreadable file costs nothing to plan
+        return 0
+
+
+def shard_jobs(jobs: list[Job], shard: Shard) -> list[Job]:
+    """This process's share: rank 0 reads the sizes and splits by pixel count, every rank gets
+    the same split (a deterministic function of the job list)."""
+    if not shard.distributed:
+        return jobs
+    split = balanced_split([pixel_count(j.source) for j in jobs], shard.world) if shard.main else None
+    split = broadcast(split, shard)
+    return [jobs[i] for i in split[shard.rank]]
+
+
+class SharedProgress:
+    """Images done by each process, as one small file per rank in a folder all ranks see (the
+    output folder: shared storage on many machines), so rank 0 can show the whole job."""
+
+    def __init__(self, root: Path, shard: Shard):
+        launch = broadcast(os.getpid(), shard)  # rank 0's pid names this launch's folder
+        self.folder, self.shard, self.count = root / f".sr1step-progress-{launch}", shard, 0
+        if shard.distributed:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def advance(self) -> None:
+        self.count += 1
+        if self.shard.distributed:
+            write_atomic(self.folder / f"rank{self.shard.rank}", str(self.count).encode())
+
+    def total(self) -> int:
+        if not self.shard.distributed:
+            return self.count
+        done = 0
+        for f in self.folder.glob("rank*"):
+            with contextlib.suppress(OSError, ValueError):
+                done += int(f.read_text() or 0)
+        return done
+
+    def close(self) -> None:
+        if self.shard.main:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def gather_results(results: list[Result], jobs: list[Job], shard: Shard) -> list[Result] | None:
+    """Every rank's results on rank 0, in the order of the whole job list; None on the others."""
+    everything = gather(results, shard)
+    if everything is None:
+        return None
+    order = {job.source: i for i, job in enumerate(jobs)}
+    return sorted((r for part in everything for r in part), key=lambda r: order.get(r.source, len(order)))

@@ -44,13 +44,15 @@ class ScoreCache:
     """Per-image scores in a JSON-lines file, each line with the image's content hash; later
     lines win. A damaged line is skipped (that image is recomputed) and reported in ``damaged``."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, read: list[Path] | None = None):
+        self.path = path  # where new scores go; ``read``: the files scores come from (default: path)
         self.scores: dict[str, dict[str, float]] = {}
         self.content: dict[str, str] = {}
         self.damaged = 0
-        if path.is_file():
-            for line in path.read_text(errors="replace").splitlines():
+        for source in read or [path]:
+            if not source.is_file():
+                continue
+            for line in source.read_text(errors="replace").splitlines():
                 if line.strip():
                     try:
                         entry = json.loads(line)

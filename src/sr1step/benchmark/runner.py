@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import shutil
@@ -14,6 +15,7 @@ import torch
 from ..api import load_engine
 from ..data.datasets import PairedSet, load_paired_folder, to_tensor
 from ..data.testsets import TESTSETS, prepare_testset
+from ..distributed import Shard, balanced_split, gather
 from ..engine import Engine
 from ..imageio import read_image, save_png
 from ..metrics import METRICS, MetricUnavailable, create_metric
@@ -40,9 +42,10 @@ def _to_tensor(path: Path) -> torch.Tensor:
 
 
 class Benchmark:
-    def __init__(self, output: Path, options: BenchOptions):
+    def __init__(self, output: Path, options: BenchOptions, shard: Shard | None = None):
         self.output = Path(output)
         self.opts = options
+        self.shard = shard or Shard()
         self.metrics: dict[str, object] = {}
         self.unavailable: dict[str, str] = {}  # metric -> reason, reported with the results
         self._fingerprints: dict[int, tuple[object, str]] = {}  # id(pair) -> (pair, hash): once per set
@@ -71,7 +74,7 @@ class Benchmark:
         progress: Callable[[int, int], None] | None = None,
     ) -> Row:
         key = f"{ref.label.replace('/', '_')}-{settings_hash(ref, self.opts)}"
-        cache = ScoreCache(self.output / "cache" / key / f"{dataset}.jsonl")
+        cache = self._cache(self.output / "cache" / key, dataset)
         pairs = paired.pairs[: self.opts.limit] if self.opts.limit else paired.pairs
         contents = {p.name: self._fingerprint(p) for p in pairs}
         # saved SR images of another set under the same name must not be read back (or into FID)
@@ -86,7 +89,10 @@ class Benchmark:
         engine = None
         problems = list(paired.problems)
         reused = 0
-        for i, pair in enumerate(pairs):
+        mine = self._share(pairs)
+        if self.shard.distributed:  # every rank loads (or fails to load) alike: no rank waits alone
+            engine = self._engine(ref)
+        for i, pair in enumerate(mine):
             todo = cache.missing(pair.name, contents[pair.name], per_image)
             reused += not todo
             sr_path = sr_dir / f"{pair.name}.png"
@@ -105,7 +111,18 @@ class Benchmark:
                     sr = _to_tensor(sr_path)  # score what was written (8-bit), as the papers do
                 cache.add(pair.name, contents[pair.name], self._score(sr, pair, todo))
             if progress is not None:
-                progress(i + 1, len(pairs))
+                progress(i + 1, len(mine))
+        info = (
+            (engine.generator.steps * engine.ensemble, engine.generator.num_parameters()) if engine else None
+        )
+        if self.shard.distributed:  # rank 0 makes the row from every rank's cache file
+            parts = gather((problems[len(paired.problems) :], reused, info), self.shard)
+            if not self.shard.main:
+                return None
+            problems = list(paired.problems) + [x for part in parts for x in part[0]]
+            reused = sum(part[1] for part in parts)
+            info = next((part[2] for part in parts if part[2]), None)
+            cache = self._cache(self.output / "cache" / key, dataset)
         names = [p.name for p in pairs if p.name in cache.scores]
         means = {
             m: float(np.mean([cache.scores[n][m] for n in names if m in cache.scores[n]]))
@@ -131,10 +148,24 @@ class Benchmark:
             row.notes.append(f"scores of {reused} of {len(pairs)} images reused from {cache.path}")
         if self.opts.save_images:
             row.sr_folder = str(sr_dir)
-        if engine is not None:
-            row.nfe = engine.generator.steps * engine.ensemble  # network passes per image
-            row.params_m = engine.generator.num_parameters() / 1e6
+        if info is not None:
+            row.nfe, row.params_m = info[0], info[1] / 1e6  # network passes per image, parameters
         return row
+
+    def _cache(self, folder: Path, dataset: str) -> ScoreCache:
+        """This process's cache file, read together with every other rank's (a cache written by a
+        launch of N processes serves a single run, and the other way round)."""
+        own = f"{dataset}.rank{self.shard.rank}.jsonl" if self.shard.distributed else f"{dataset}.jsonl"
+        others = sorted(folder.glob(f"{glob.escape(dataset)}.rank*.jsonl"))
+        return ScoreCache(folder / own, [folder / f"{dataset}.jsonl", *others])
+
+    def _share(self, pairs: list) -> list:
+        """This process's pairs, balanced by LR pixel count (all of them in a single process)."""
+        if not self.shard.distributed:
+            return pairs
+        return [
+            pairs[i] for i in balanced_split([p.lr.numel() for p in pairs], self.shard.world)[self.shard.rank]
+        ]
 
     @torch.no_grad()
     def _score(self, sr: torch.Tensor, pair, metrics: list[str]) -> dict[str, float]:

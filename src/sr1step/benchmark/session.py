@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..distributed import Shard
 from ..engine import EngineOptions
 from .options import BenchOptions, MethodRef, Row, unique_labels
 from .speed import SpeedRow
@@ -79,11 +80,16 @@ def plan_benchmark(request: BenchmarkRequest) -> BenchmarkPlan:
     return BenchmarkPlan(request, refs, names)
 
 
-def run_benchmark(plan: BenchmarkPlan, progress: Progress | None = None) -> BenchmarkResult:
+def run_benchmark(
+    plan: BenchmarkPlan, progress: Progress | None = None, shard: Shard | None = None
+) -> BenchmarkResult:
     """Score every method on every test set (and time it with ``speed``); write the results.
 
     Raises PermissionError for an unwritable output and TestSetError/ConfigError for a test set
-    that cannot be had, before any model runs."""
+    that cannot be had, before any model runs. In a launch of many processes (``shard``) each
+    scores its share of every set; rank 0 gathers the rows, times the methods alone (the speed
+    rows are one process's) and writes the results; the other ranks return an empty result."""
+    shard = shard or Shard()
     from ..files import check_writable
     from ..metrics import set_metric_weights_dir
     from .published import reference_rows
@@ -102,7 +108,7 @@ def run_benchmark(plan: BenchmarkPlan, progress: Progress | None = None) -> Benc
         save_images=req.save_images,
     )
     check_writable(req.output)  # results that cannot be written would be lost
-    bench = Benchmark(req.output, opts) if req.datasets else None
+    bench = Benchmark(req.output, opts, shard) if req.datasets else None
     loaded = [load_dataset(d) for d in req.datasets]
     result = BenchmarkResult(metrics=plan.metrics)
     report = progress or (lambda label, done, total: None)
@@ -111,11 +117,12 @@ def run_benchmark(plan: BenchmarkPlan, progress: Progress | None = None) -> Benc
             label = f"{ref.label} on {name}"
             try:
                 row = bench.evaluate(ref, name, folder, paired, lambda d, t, lb=label: report(lb, d, t))
-                result.rows.append(row)
+                if row is not None:  # None: another rank makes it
+                    result.rows.append(row)
             except LOAD_ERRORS as err:
                 result.errors.append(f"{ref.label}: {err}")
             report("", 0, 0)
-        if req.speed:
+        if req.speed and shard.main:
             try:
                 result.speed_rows.append(
                     measure_speed(
@@ -124,9 +131,13 @@ def run_benchmark(plan: BenchmarkPlan, progress: Progress | None = None) -> Benc
                 )
             except LOAD_ERRORS as err:
                 result.errors.append(f"{ref.label}: {err}")
+    if not shard.main:
+        return result
     result.published = reference_rows(result.rows) if req.reference == "paper" else []
     provenance = {name: dataset_provenance(name, folder) for name, folder, _ in loaded}
     env = environment(opts.device, plan.refs, provenance)
+    if shard.distributed:
+        env["processes"] = shard.world  # scores from every process; speed rows from rank 0 alone
     if req.engine.ensemble > 1:  # the papers' "+" rows: not comparable with one-pass published figures
         env["self_ensemble"] = req.engine.ensemble
     write_results(

@@ -115,7 +115,12 @@ def benchmark(
     from ..benchmark.session import BenchmarkRequest, plan_benchmark, run_benchmark
     from ..config import ConfigError
     from ..data.testsets import TestSetError
+    from ..distributed import finish, init
     from ..engine import EngineOptions
+
+    shard = init(cpu=device == "cpu")  # one process, or this one's place in an `accelerate launch`
+    if shard.distributed and device in ("auto", "cuda"):
+        device = shard.device
 
     try:
         engine = EngineOptions(
@@ -136,9 +141,11 @@ def benchmark(
     except ValueError as err:
         raise usage_error(str(err)) from None
     try:
-        result = _run_with_progress(plan, run_benchmark)
+        result = _run_with_progress(plan, run_benchmark, shard)
     except (PermissionError, TestSetError, ConfigError) as err:
         raise run_error(str(err)) from None
+    if not shard.main:  # rank 0 reports for every process
+        raise typer.Exit(finish(None, shard))
     for line in result.errors:
         err_console.print(f"[red]{line}[/red]")
     if ensemble > 1:
@@ -147,7 +154,7 @@ def benchmark(
     console.print(f"results: {output / 'results.md'}")
     if result.report is not None:
         console.print(f"report: {result.report}")
-    raise typer.Exit(1 if result.failed else 0)
+    raise typer.Exit(finish(1 if result.failed else 0, shard))
 
 
 _REQUEST_FIELDS = (
@@ -156,7 +163,7 @@ _REQUEST_FIELDS = (
 ).split()
 
 
-def _run_with_progress(plan, run):
+def _run_with_progress(plan, run, shard):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     tasks: dict = {}
@@ -166,6 +173,7 @@ def _run_with_progress(plan, run):
         MofNCompleteColumn(),
         console=err_console,
         transient=True,
+        disable=not shard.main,
     ) as progress:
 
         def update(label: str, done: int, total: int) -> None:
@@ -178,7 +186,7 @@ def _run_with_progress(plan, run):
                 tasks[label] = progress.add_task(label, total=total)
             progress.update(tasks[label], completed=done, total=total)
 
-        return run(plan, update)
+        return run(plan, update, shard)
 
 
 def _print_tables(result) -> None:

@@ -99,10 +99,14 @@ def upscale(
     """Upscale an image or a folder of images."""
     offline(no_download)
     from ..api import Upscaler, check_outscale
+    from ..distributed import finish, init
     from ..engine import EngineOptions
     from ..files import check_writable
     from ..upscale import UpscaleOptions, plan_jobs
 
+    shard = init(cpu=device == "cpu")  # one process, or this one's place in an `accelerate launch`
+    if shard.distributed and device in ("auto", "cuda"):
+        device = shard.device  # each process its own GPU (or the CPU)
     try:
         options = UpscaleOptions(
             ext=ext,
@@ -132,17 +136,18 @@ def upscale(
         hint = "; try --recursive" if not recursive else ""
         raise usage_error(f"no images found in {input} (PNG, JPEG, WebP, TIFF, BMP, GIF{hint})")
     if dry_run:
-        return _print_plan(jobs, overwrite)
+        return _print_plan(jobs, overwrite) if shard.main else None
+    root = Path(os.path.commonpath([job.target.parent for job in jobs]))
     try:  # before any model loads: an unwritable output wastes no work
-        check_writable(Path(os.path.commonpath([job.target.parent for job in jobs])))
+        check_writable(root)
     except PermissionError as err:
         raise usage_error(str(err)) from None
     with exit_codes():
         upscaler = Upscaler(method, weights, scale=scale, steps=steps, options=engine_options)
-    for message in upscaler.notes:
+    for message in upscaler.notes if shard.main else ():
         note(message)
-    summary = _run_with_progress(jobs, upscaler, options)
-    raise typer.Exit(summary.exit_code)
+    summary = _run_with_progress(jobs, upscaler, options, shard, root)
+    raise typer.Exit(finish(summary.exit_code if shard.main else None, shard))
 
 
 def _print_plan(jobs, overwrite: bool) -> None:
@@ -156,20 +161,18 @@ def _print_plan(jobs, overwrite: bool) -> None:
     console.print(table)
 
 
-def _run_with_progress(jobs, upscaler, options):
+def _run_with_progress(jobs, upscaler, options, shard, root):
+    """Run this process's share; rank 0 shows the whole job's bar and prints the one summary."""
+    import threading
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..upscale import Callbacks, Summary, run_jobs
+    from ..upscale import Callbacks, SharedProgress, Summary, gather_results, run_jobs, shard_jobs
 
-    summary = Summary()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    mine, board = shard_jobs(jobs, shard), SharedProgress(root, shard)
+    summary, stop = Summary(), threading.Event()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=not shard.main) as progress:
         images = progress.add_task("images", total=len(jobs))
         tiles = progress.add_task("tiles", total=1)
 
@@ -180,16 +183,32 @@ def _run_with_progress(jobs, upscaler, options):
             progress.update(tiles, completed=done, total=total)
 
         def image_done(result):
-            progress.advance(images)
-            if not err_console.is_terminal:  # logs and pipes: one line per image
+            board.advance()
+            progress.update(images, completed=board.total())
+            if not err_console.is_terminal:  # logs and pipes: one line per image (each rank its own)
                 where = f" -> {result.target}" if result.target else ""
                 why = f": {result.reason}" if result.reason else ""
+                rank = f"\\[rank {shard.rank}] " if shard.distributed else ""
                 err_console.print(
-                    f"{result.status} {result.source}{where} ({result.seconds:.1f} s){why}", soft_wrap=True
+                    f"{rank}{result.status} {result.source}{where} ({result.seconds:.1f} s){why}",
+                    soft_wrap=True,
                 )
 
-        summary.results = run_jobs(jobs, upscaler, options, Callbacks(started, tiles_done, image_done))
-    _print_summary(summary)
+        def follow_others():  # rank 0, between its own images and after them
+            while not stop.wait(0.5):
+                progress.update(images, completed=board.total())
+
+        watcher = threading.Thread(target=follow_others, daemon=True)
+        if shard.main and shard.distributed:
+            watcher.start()
+        try:
+            results = run_jobs(mine, upscaler, options, Callbacks(started, tiles_done, image_done))
+            summary.results = gather_results(results, jobs, shard) or []
+        finally:
+            stop.set()
+            board.close()
+    if shard.main:
+        _print_summary(summary)
     return summary
 
 
@@ -216,16 +235,3 @@ def _print_summary(summary) -> None:
         for r in problems:
             detail.add_row(str(r.source), r.status, r.reason)
         console.print(detail)
-
-
-TRAIN_HELP = {
-    "preset": "Named preset of the method (default: the method's paper preset; `tiny` runs on a CPU).",
-    "config": "TOML run config merged over the preset (method, \\[model], \\[data], \\[train]).",
-    "set": "Override one setting, e.g. --set train.lr=1e-4 --set data.gt_size=128 (repeatable).",
-    "data": "Training HR images: a folder, a .txt file list, or 'builtin' (photos from scikit-image).",
-    "output": "Run folder: config.toml, checkpoints/, logs/ (TensorBoard), samples/, export/.",
-    "max_steps": "Stop after this many optimizer steps.",
-    "resume": "Continue a run: 'latest' (newest checkpoint in --output) or a checkpoint folder.",
-    "device": "auto | cpu | cuda | cuda:N | mps (multi-GPU: `accelerate launch -m sr1step.cli train ...`).",
-    "print_config": "Print the resolved config as TOML and exit.",
-}
