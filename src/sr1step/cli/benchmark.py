@@ -22,6 +22,7 @@ from .common import (
     TileOverlap,
     console,
     err_console,
+    launch_place,
     offline,
     run_error,
     usage_error,
@@ -115,12 +116,10 @@ def benchmark(
     from ..benchmark.session import BenchmarkRequest, plan_benchmark, run_benchmark
     from ..config import ConfigError
     from ..data.testsets import TestSetError
-    from ..distributed import finish, init
+    from ..distributed import finish
     from ..engine import EngineOptions
 
-    shard = init(cpu=device == "cpu")  # one process, or this one's place in an `accelerate launch`
-    if shard.distributed and device in ("auto", "cuda"):
-        device = shard.device
+    shard, device = launch_place(device)
 
     try:
         engine = EngineOptions(

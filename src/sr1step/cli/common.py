@@ -43,6 +43,15 @@ def exit_codes():
         raise usage_error(str(err)) from None
 
 
+def launch_place(device: str):
+    """(this process's Shard, its device): one process keeps ``device``; in an `accelerate launch`
+    each process takes its own GPU (or the CPU, with ``--device cpu`` or no GPU)."""
+    from ..distributed import init
+
+    shard = init(cpu=device == "cpu")
+    return shard, shard.device if shard.distributed and device in ("auto", "cuda") else device
+
+
 def offline(no_download: bool) -> None:
     if no_download:
         os.environ["SR1STEP_OFFLINE"] = "1"

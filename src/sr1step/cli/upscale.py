@@ -24,6 +24,7 @@ from .common import (
     console,
     err_console,
     exit_codes,
+    launch_place,
     note,
     offline,
     usage_error,
@@ -99,14 +100,12 @@ def upscale(
     """Upscale an image or a folder of images."""
     offline(no_download)
     from ..api import Upscaler, check_outscale
-    from ..distributed import finish, init
+    from ..distributed import finish
     from ..engine import EngineOptions
     from ..files import check_writable
     from ..upscale import UpscaleOptions, plan_jobs
 
-    shard = init(cpu=device == "cpu")  # one process, or this one's place in an `accelerate launch`
-    if shard.distributed and device in ("auto", "cuda"):
-        device = shard.device  # each process its own GPU (or the CPU)
+    shard, device = launch_place(device)
     try:
         options = UpscaleOptions(
             ext=ext,
