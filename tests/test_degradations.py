@@ -297,3 +297,43 @@ def test_jpeg_qualities_are_drawn_from_each_stage_range(monkeypatch):
         assert len(calls) == 2  # the first order's, then the final one (the second order has none)
         for q, (lo, hi) in zip(calls, [(40, 50), (80, 90)]):
             assert q.shape == (4,) and torch.all((q >= lo) & (q <= hi)) and q.unique().numel() == 4
+
+
+@pytest.mark.parametrize("prob, stages", [(0.0, 1), (1.0, 2)])
+def test_the_second_order_runs_with_its_probability(monkeypatch, prob, stages):
+    from sr1step.data import degradations
+
+    draws = []
+    real = degradations._resize_factor
+    monkeypatch.setattr(degradations, "_resize_factor", lambda *a: draws.append(a[1]) or real(*a))
+    cfg = RealESRGANConfig(second_order_prob=prob)
+    hr = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for seed in range(4):
+        draws.clear()
+        RealESRGANDegradation(cfg)(hr, torch.Generator().manual_seed(seed))
+        assert len(draws) == stages  # one random resize per order
+
+
+def test_the_second_resize_is_relative_to_the_lr_size(monkeypatch):
+    from sr1step.data import degradations
+
+    sizes = []
+    real = degradations.random_resize
+    monkeypatch.setattr(
+        degradations, "random_resize", lambda x, g, size: sizes.append(size) or real(x, g, size)
+    )
+    keep = (0.0, 0.0, 1.0)  # up, down, keep: both orders keep their size
+    cfg = RealESRGANConfig(second_order_prob=1.0, resize_prob=keep, resize_prob2=keep)
+    RealESRGANDegradation(cfg)(torch.rand(1, 3, 64, 96), torch.Generator().manual_seed(0))
+    assert sizes[0] == (64, 96) and sizes[1] == (16, 24)  # first order at HR size, second at LR size
+
+
+def test_each_image_of_a_batch_is_blurred_with_its_own_kernel():
+    x = torch.rand(2, 3, 9, 9, generator=torch.Generator().manual_seed(0))
+    identity = torch.zeros(3, 3)
+    identity[1, 1] = 1
+    shift = torch.zeros(3, 3)
+    shift[1, 0] = 1  # takes each pixel's left neighbour
+    out = filter2d(x, torch.stack([identity, shift]))
+    torch.testing.assert_close(out[0], x[0])
+    torch.testing.assert_close(out[1, :, :, 1:], x[1, :, :, :-1])
