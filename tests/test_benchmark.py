@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -386,3 +387,31 @@ def test_speed_rows_count_every_pass_of_a_self_ensemble():
             MethodRef.parse("bicubic", None), EngineOptions(device="cpu", ensemble=n), 16, 1, 1, 0
         )
         assert row.nfe == n
+
+
+def test_a_row_is_the_mean_of_the_scores_of_the_8_bit_images_written(tmp_path):
+    """Each image is scored as written (8-bit PNG, as the papers score files), and the row is the
+    mean over images: neither the float output nor a median."""
+    from sr1step.api import load_engine
+    from sr1step.data.datasets import load_paired_folder
+    from sr1step.engine import EngineOptions
+    from sr1step.metrics import create_metric
+
+    make_pairs(tmp_path / "set", ["a", "b", "c"], size=32)
+    out = tmp_path / "res"
+    args = ["benchmark", "-D", str(tmp_path / "set"), "-m", "sinsr:sr1step-real-x4", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--metrics", "psnr", "--device", "cpu", "--save-images"])
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "results.json").read_text())["results"][0]
+    psnr = create_metric("psnr")
+    pairs = load_paired_folder(tmp_path / "set", 4).pairs
+    engine = load_engine("sinsr", "sr1step-real-x4", EngineOptions(device="cpu", dtype="auto"))
+    written, floats = [], []
+    for pair in pairs:
+        png = np.asarray(Image.open(Path(row["sr_folder"]) / f"{pair.name}.png"), np.float64) / 255
+        sr = torch.from_numpy(png).permute(2, 0, 1)[None].float()
+        written.append(psnr(sr, pair.hr[None]).item())
+        floats.append(psnr(engine.run(pair.lr[None]), pair.hr[None]).item())
+    assert row["scores"]["psnr"] == pytest.approx(float(np.mean(written)), abs=1e-5)
+    assert abs(float(np.median(written)) - float(np.mean(written))) > 1e-3  # the set tells them apart
+    assert abs(float(np.mean(floats)) - float(np.mean(written))) > 1e-4

@@ -249,3 +249,14 @@ def test_gray_outputs_use_bt601_luma():
     data = encode_image(rgb, ".png", grayscale=True)
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert gray.shape == (4, 4) and gray[3, 0] == round(0.299 * 255) and gray[0, 0] == round(0.886 * 255)
+
+
+@pytest.mark.parametrize("quality", [60, 95])
+def test_jpeg_quality_is_the_one_asked_for(quality):
+    from sr1step.imageio import encode_image
+
+    rgb = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    ours = Image.open(io.BytesIO(encode_image(rgb, ".jpg", quality=quality)))
+    buf = io.BytesIO()
+    Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+    assert ours.quantization == Image.open(buf).quantization  # the tables a quality sets
