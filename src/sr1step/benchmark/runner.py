@@ -117,11 +117,9 @@ class Benchmark:
         )
         if self.shard.distributed:  # rank 0 makes the row from every rank's cache file
             parts = gather((problems[len(paired.problems) :], reused, info), self.shard)
-            if not self.shard.main:
+            if parts is None:
                 return None
-            problems = list(paired.problems) + [x for part in parts for x in part[0]]
-            reused = sum(part[1] for part in parts)
-            info = next((part[2] for part in parts if part[2]), None)
+            problems, reused, info = _merged(paired.problems, parts)
             cache = self._cache(self.output / "cache" / key, dataset)
         names = [p.name for p in pairs if p.name in cache.scores]
         means = {
@@ -131,11 +129,7 @@ class Benchmark:
         }
         if need_fid:
             means["fid"] = self._fid(sr_dir, self.output / "hr" / f"{dataset}-{set_hash}", pairs)
-        unavailable = dict(self.unavailable)
-        if any(p.hr is None for p in pairs):
-            for m in self.opts.metrics:
-                if METRICS[m].kind in ("FR", "set") and m not in unavailable:
-                    unavailable[m] = "needs HR images (LR-only test set)"
+        unavailable = self._unavailable(pairs)
         if not self.opts.save_images:
             shutil.rmtree(sr_dir, ignore_errors=True)
         row = Row(ref.label, dataset, len(names), means, unavailable, problems, cached_images=reused)
@@ -151,6 +145,14 @@ class Benchmark:
         if info is not None:
             row.nfe, row.params_m = info[0], info[1] / 1e6  # network passes per image, parameters
         return row
+
+    def _unavailable(self, pairs) -> dict[str, str]:
+        unavailable = dict(self.unavailable)
+        if any(p.hr is None for p in pairs):
+            for m in self.opts.metrics:
+                if METRICS[m].kind in ("FR", "set") and m not in unavailable:
+                    unavailable[m] = "needs HR images (LR-only test set)"
+        return unavailable
 
     def _cache(self, folder: Path, dataset: str) -> ScoreCache:
         """This process's cache file, read together with every other rank's (a cache written by a
@@ -182,3 +184,9 @@ class Benchmark:
             for p in pairs:
                 save_png(hr_dir / f"{p.name}.png", p.hr.permute(1, 2, 0).numpy())
         return float(self.metrics["fid"](str(sr_dir), str(hr_dir)))
+
+
+def _merged(set_problems: list, parts: list) -> tuple[list, int, tuple | None]:
+    """Every rank's (problems, images reused, engine info), as one row's."""
+    problems = list(set_problems) + [x for part in parts for x in part[0]]
+    return problems, sum(part[1] for part in parts), next((part[2] for part in parts if part[2]), None)
