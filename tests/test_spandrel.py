@@ -197,6 +197,13 @@ def test_the_baseline_cards_name_their_files_licence_and_published_rows():
         assert card.published_as == row
 
 
+def test_a_missing_baseline_file_says_where_to_get_it_and_needs_no_conversion(sr1step_home, tmp_path):
+    result = invoke_upscale(tmp_path, "-w", "bsrgan-x4", "--no-download")
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "https://github.com/cszn/KAIR/releases/download/v1.0/BSRGAN.pth" in flat
+    assert "models convert" not in flat and "Apache-2.0" in flat
+
+
 def invoke_upscale(tmp_path, *args):
     Image.fromarray((natural_image(16, 5) * 255).astype(np.uint8)).save(tmp_path / "in.png")
     return runner.invoke(app, ["upscale", str(tmp_path / "in.png"), str(tmp_path / "o"), *args])

@@ -194,10 +194,11 @@ def missing_message(card: ModelCard, missing: list[str]) -> str:
         lines.append(
             f"There is no Hugging Face copy; download it from the official release: {card.source_url}"
         )
-        # autoencoders and base models are converted together with the models that need them
+        # autoencoders and base models are converted with the models that need them; the GAN
+        # baselines (spandrel) load as they are
         convert = (
             ""
-            if card.method in ("autoencoder", "base-model")
+            if card.method in ("autoencoder", "base-model", "spandrel")
             else f", then run `sr1step models convert {card.name}`"
         )
         lines.append(f"and put it in {target}/ (keeping the file name){convert}.")
