@@ -18,6 +18,7 @@ runner = CliRunner()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     cut_first = False  # the first full request sends half the body, then drops the connection
+    ignore_range = False  # a server without range support answers 200 with the whole file
     requests: list = []
 
     def log_message(self, *args):
@@ -29,7 +30,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404, "Not Found")
             return
         start = 0
-        if self.headers.get("Range"):
+        if self.headers.get("Range") and not type(self).ignore_range:
             start = int(self.headers["Range"].split("=")[1].split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
@@ -51,6 +52,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def server():
     Handler.requests = []
     Handler.cut_first = False
+    Handler.ignore_range = False
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -74,6 +76,18 @@ def test_a_cut_connection_resumes_with_a_range_request(server, tmp_path):
     download(f"{server}/files/model.pth", tmp_path / "model.pth")
     assert (tmp_path / "model.pth").read_bytes() == PAYLOAD
     assert Handler.requests[-1][1] == f"bytes={len(PAYLOAD) // 2}-"
+
+
+def test_a_server_that_ignores_the_range_request_restarts_the_file(server, tmp_path):
+    (tmp_path / "model.pth.part").write_bytes(b"stale bytes of an earlier try")
+    Handler.ignore_range = True
+    seen = []
+    download(
+        f"{server}/files/model.pth", tmp_path / "model.pth", progress=lambda n, total: seen.append((n, total))
+    )
+    assert Handler.requests[-1][1] == "bytes=29-"  # asked to resume; answered with the whole file
+    assert (tmp_path / "model.pth").read_bytes() == PAYLOAD
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))  # counted from zero, not from the stale part
 
 
 def test_a_wrong_checksum_discards_the_file(server, tmp_path):

@@ -260,3 +260,12 @@ def test_jpeg_quality_is_the_one_asked_for(quality):
     buf = io.BytesIO()
     Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(buf, format="JPEG", quality=quality)
     assert ours.quantization == Image.open(buf).quantization  # the tables a quality sets
+
+
+def test_max_pixels_admits_an_image_of_exactly_that_many(tmp_path):
+    from sr1step.imageio import ImageReadError, read_image
+
+    Image.fromarray(np.zeros((6, 7, 3), np.uint8)).save(tmp_path / "a.png")
+    assert read_image(tmp_path / "a.png", max_pixels=42).size == (7, 6)
+    with pytest.raises(ImageReadError, match="above --max-pixels"):
+        read_image(tmp_path / "a.png", max_pixels=41)
