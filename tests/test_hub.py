@@ -95,6 +95,25 @@ def test_hub_card_resolves_from_cache_at_pinned_revision(hf_cache, sr1step_home)
     assert SHA in str(paths["unet/config.json"])
 
 
+def test_a_hub_download_asks_for_the_pinned_revision(hf_cache, sr1step_home, monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from sr1step import hub
+
+    write_card(sr1step_home, "net", **BASE, repo_id="testorg/net", revision=SHA, files=["w.safetensors"])
+    asked = []
+
+    def fake_download(repo_id, filename, revision=None, **kwargs):
+        asked.append((repo_id, filename, revision))
+        (tmp_path / filename).write_bytes(b"x")
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(hub, "hub_online", lambda: True)
+    assert download_card(get_card("net"))["w.safetensors"] == tmp_path / "w.safetensors"
+    assert asked == [("testorg/net", "w.safetensors", SHA)]
+
+
 def test_hub_card_other_revision_is_missing_with_clear_message(hf_cache, sr1step_home):
     fake_hub_repo(hf_cache, "testorg/pinned", {"w.safetensors": b"x"})
     other = "f" * 40

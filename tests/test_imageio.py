@@ -269,3 +269,21 @@ def test_max_pixels_admits_an_image_of_exactly_that_many(tmp_path):
     assert read_image(tmp_path / "a.png", max_pixels=42).size == (7, 6)
     with pytest.raises(ImageReadError, match="above --max-pixels"):
         read_image(tmp_path / "a.png", max_pixels=41)
+
+
+def test_32_bit_integer_pixels_are_clipped_to_16_bits_not_wrapped(tmp_path):
+    """Pillow decodes a FITS file with BITPIX 32 as mode I: values outside 0..65535 clip."""
+    from sr1step.imageio import read_image
+
+    def card(key, value):
+        return f"{key:<8}= {value!s:>20}".ljust(80).encode()
+
+    header = b"".join(
+        card(k, v) for k, v in [("SIMPLE", "T"), ("BITPIX", 32), ("NAXIS", 2), ("NAXIS1", 2), ("NAXIS2", 2)]
+    )
+    data = np.array([[-5, 1000], [70000, 300]], ">i4").tobytes()
+    (tmp_path / "a.fits").write_bytes((header + b"END".ljust(80)).ljust(2880) + data.ljust(2880, b"\0"))
+    gray = read_image(tmp_path / "a.fits").rgb[..., 0]
+    values = sorted(gray.ravel().tolist())
+    assert values[0] == 0.0 and values[-1] == 1.0  # -5 and 70000
+    assert values[1:3] == pytest.approx([300 / 65535, 1000 / 65535])
