@@ -79,3 +79,13 @@ def test_other_output_scales_and_bad_inputs(up):
         up2(np.zeros((4, 4, 3), np.int64))
     with pytest.raises(ValueError, match="colour fix"):
         sr1step.Upscaler("bicubic", color_fix="sepia")
+
+
+def test_integer_outputs_are_rounded_not_truncated(up):
+    u8 = (natural_image(16, 4) * 255 + 0.5).astype(np.uint8)
+    expected = np.round(reference(u8 / 255.0).astype(np.float64) * 255).astype(int)
+    as_array = up(u8).astype(int)
+    as_tensor = up(torch.from_numpy(u8).permute(2, 0, 1)).permute(1, 2, 0).numpy().astype(int)
+    for out in (as_array, as_tensor):
+        assert np.abs(out - expected).max() <= 1  # float rounding at exact halves
+        assert (out == expected).mean() > 0.99  # truncation would miss about half the pixels

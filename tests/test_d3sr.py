@@ -58,6 +58,17 @@ def test_sobel_magnitude_on_a_step_edge():
     assert mag[0, 0, 2, 0].item() < 1e-3
 
 
+def test_sobel_sees_bt601_luma_and_no_edge_at_the_image_border():
+    from sr1step.losses import luminance
+
+    for channel, weight in enumerate((0.299, 0.587, 0.114)):
+        x = torch.zeros(1, 3, 2, 2)
+        x[:, channel] = 1.0
+        torch.testing.assert_close(luminance(x), torch.full((1, 1, 2, 2), weight))
+    flat = sobel_magnitude(torch.full((1, 3, 6, 6), 0.7))
+    assert flat.max().item() < 1e-3  # replicate padding: a flat image has no edges, borders included
+
+
 def test_ea_dists_zero_for_identical_and_grows_with_blur(ea_dists):
     x = img(1)
     assert abs(ea_dists(x, x).item()) < 1e-6

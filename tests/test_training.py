@@ -315,6 +315,18 @@ def test_cli_train_then_upscale(tmp_path):
     assert Image.open(tmp_path / "up" / "lr.png").size == (64, 64)
 
 
+def test_an_interrupted_training_exits_130_like_a_shell_command(tmp_path, monkeypatch):
+    from sr1step.training.trainer import TrainResult
+
+    monkeypatch.setattr(
+        Trainer, "fit", lambda self, **kw: TrainResult(tmp_path / "run" / "export", 3, interrupted=True)
+    )
+    args = ["train", "-m", "resshift", "-p", "tiny", "-o", str(tmp_path / "run"), "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--set", "data.gt_size=32", "--set", "data.crop_pad_size=32"])
+    assert result.exit_code == 130, result.output
+    assert "exported weights" not in result.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
