@@ -89,3 +89,12 @@ def test_integer_outputs_are_rounded_not_truncated(up):
     for out in (as_array, as_tensor):
         assert np.abs(out - expected).max() <= 1  # float rounding at exact halves
         assert (out == expected).mean() > 0.99  # truncation would miss about half the pixels
+
+
+def test_alpha_of_a_wide_image_is_upscaled_with_it(up):
+    rgba = np.zeros((12, 20, 4), np.uint8)
+    rgba[..., :3] = (natural_image(20, 5)[:12] * 255).astype(np.uint8)
+    rgba[:, :10, 3] = 255  # opaque left half, transparent right half
+    out = up(rgba)
+    assert out.shape == (48, 80, 4)
+    assert out[:, :36, 3].min() >= 250 and out[:, 44:, 3].max() <= 5
