@@ -221,14 +221,14 @@ def pixel_count(path: Path) -> int:
         return 0
 
 
-def shard_jobs(jobs: list[Job], shard: Shard) -> list[Job]:
-    """This process's share: rank 0 reads the sizes and splits by pixel count, every rank gets
-    the same split (a deterministic function of the job list)."""
+def shard_jobs(jobs: list[Job], shard: Shard) -> tuple[list[Job], list[Job]]:
+    """(the whole job list, this process's share). Rank 0's list is everyone's (a rank planning
+    later could see outputs rank 0 already wrote), split by pixel count from the headers."""
     if not shard.distributed:
-        return jobs
+        return jobs, jobs
     split = balanced_split([pixel_count(j.source) for j in jobs], shard.world) if shard.main else None
-    split = broadcast(split, shard)
-    return [jobs[i] for i in split[shard.rank]]
+    jobs, split = broadcast((jobs, split), shard)
+    return jobs, [jobs[i] for i in split[shard.rank]]
 
 
 class SharedProgress:

@@ -168,7 +168,7 @@ def _run_with_progress(jobs, upscaler, options, shard, root):
 
     from ..upscale import Callbacks, SharedProgress, Summary, gather_results, run_jobs, shard_jobs
 
-    mine, board = shard_jobs(jobs, shard), SharedProgress(root, shard)
+    (jobs, mine), board = shard_jobs(jobs, shard), SharedProgress(root, shard)
     summary, stop = Summary(), threading.Event()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not shard.main) as progress:
