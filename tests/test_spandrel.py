@@ -236,6 +236,16 @@ def test_a_denoiser_is_refused_as_not_x_scale_sr(tmp_path):
     assert "x-scale SR networks only" in flat
 
 
+def test_a_face_model_is_refused_as_not_x_scale_sr(tmp_path):
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(0)
+    torch.save({"params_ema": GFPGAN().state_dict()}, tmp_path / "GFPGANv1.4.pth")  # 87 M parameters
+    result = invoke_upscale(tmp_path, "-m", "spandrel", "-w", str(tmp_path / "GFPGANv1.4.pth"))
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2 and "GFPGAN" in flat and "face restoration model" in flat
+
+
 def test_a_gan_file_given_to_another_method_says_which_method_runs_it(weight_files, tmp_path):
     result = invoke_upscale(tmp_path, "-m", "resshift", "-w", str(weight_files["realesrgan"]))
     flat = " ".join(result.output.split())
