@@ -303,7 +303,7 @@ def test_unwritable_output_fails_before_loading_a_model(photo_dir, tmp_path, mon
 def test_outputs_are_claimed_so_concurrent_runs_never_write_the_same_file(photo_dir, tmp_path):
     import os
 
-    from sr1step.upscale import lock_path
+    from sr1step.files import lock_path
 
     out = tmp_path / "o"
     out.mkdir()

@@ -50,11 +50,7 @@ def claim_output(target: Path) -> Path | None:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                pid = int(lock.read_text() or "0")
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
+            if alive_pid_in(lock):
                 return None
             lock.unlink(missing_ok=True)  # stale: its run was killed
             continue

@@ -150,10 +150,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     try:
         with _no_pillow_bomb_check(), Image.open(io.BytesIO(data)) as im:
             width, height = im.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageReadError(
-                    f"image is {width}x{height} = {width * height:,} px, above --max-pixels {max_pixels:,}"
-                )
+            _check_pixels(width, height, max_pixels)
             fmt = im.format or ""
             icc = im.info.get("icc_profile") or None
             pages = getattr(im, "n_frames", 1) if fmt == "TIFF" else 1
@@ -214,10 +211,15 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
 def _decode_tiff_cv2(data: bytes, max_pixels: int | None) -> np.ndarray:
     array = _decode_cv2(data)
-    h, w = array.shape[:2]
-    if max_pixels is not None and w * h > max_pixels:
-        raise ImageReadError(f"image is {w}x{h} = {w * h:,} px, above --max-pixels {max_pixels:,}")
+    _check_pixels(array.shape[1], array.shape[0], max_pixels)
     return array
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"image is {width}x{height} = {width * height:,} px, above --max-pixels {max_pixels:,}"
+        )
 
 
 def output_extension(image: LoadedImage, requested: str = "auto") -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .api import Upscaler
 from .distributed import Shard, balanced_split, broadcast, gather
-from .files import claim_output, lock_path, write_atomic  # noqa: F401 - lock_path: re-exported
+from .files import claim_output, write_atomic
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     WRITE_EXTS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from .common import (
     Tile,
     TileOverlap,
     console,
+    engine_options,
     err_console,
     launch_place,
     offline,
@@ -112,30 +114,20 @@ def benchmark(
     no_download: NoDownload = False,
 ) -> None:
     """Evaluate methods on test sets with the papers' metric settings; speed and size with --speed."""
+    flags = dict(locals())
     offline(no_download)
     from ..benchmark.session import BenchmarkRequest, plan_benchmark, run_benchmark
     from ..config import ConfigError
     from ..data.testsets import TestSetError
     from ..distributed import finish
-    from ..engine import EngineOptions
 
     shard, device = launch_place(device)
 
     try:
-        engine = EngineOptions(
-            device=device,
-            dtype=dtype,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            batch_size=batch_size,
-            color_fix=color_fix,
-            seed=seed,
-            compile=compile,
-            ensemble=ensemble,
-        )
-        request = BenchmarkRequest(
-            **{k: v for k, v in locals().items() if k in _REQUEST_FIELDS}, engine=engine
-        )
+        engine = engine_options(flags, device=device)
+        # the request's fields are this command's flags of the same names
+        named = {f.name: flags[f.name] for f in dataclasses.fields(BenchmarkRequest) if f.name != "engine"}
+        request = BenchmarkRequest(**named, engine=engine)
         plan = plan_benchmark(request)
     except ValueError as err:
         raise usage_error(str(err)) from None
@@ -154,12 +146,6 @@ def benchmark(
     if result.report is not None:
         console.print(f"report: {result.report}")
     raise typer.Exit(finish(1 if result.failed else 0, shard))
-
-
-_REQUEST_FIELDS = (
-    "datasets methods metrics output crop_border metric_weights save_images reference speed speed_size "
-    "speed_runs speed_warmup speed_batch steps limit"
-).split()
 
 
 def _run_with_progress(plan, run, shard):

@@ -52,6 +52,17 @@ def launch_place(device: str):
     return shard, shard.device if shard.distributed and device in ("auto", "cuda") else device
 
 
+def engine_options(flags: dict, **given):
+    """The EngineOptions a command's flags of the same names ask for (``given`` wins); a flag a
+    command lacks (benchmark has no --tile-space) keeps its default. ValueError if invalid."""
+    import dataclasses
+
+    from ..engine import EngineOptions
+
+    names = {f.name for f in dataclasses.fields(EngineOptions)}
+    return EngineOptions(**{**{k: v for k, v in flags.items() if k in names}, **given})
+
+
 def offline(no_download: bool) -> None:
     if no_download:
         os.environ["SR1STEP_OFFLINE"] = "1"

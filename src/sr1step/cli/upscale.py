@@ -22,6 +22,7 @@ from .common import (
     Tile,
     TileOverlap,
     console,
+    engine_options,
     err_console,
     exit_codes,
     launch_place,
@@ -98,10 +99,10 @@ def upscale(
     no_download: NoDownload = False,
 ) -> None:
     """Upscale an image or a folder of images."""
+    flags = dict(locals())
     offline(no_download)
     from ..api import Upscaler, check_outscale
     from ..distributed import finish
-    from ..engine import EngineOptions
     from ..files import check_writable
     from ..upscale import UpscaleOptions, plan_jobs
 
@@ -117,18 +118,7 @@ def upscale(
         )
         check_outscale(scale)
         jobs = plan_jobs(input, output, options)
-        engine_options = EngineOptions(
-            device=device,
-            dtype=dtype,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            tile_space=tile_space,
-            batch_size=batch_size,
-            color_fix=color_fix,
-            seed=seed,
-            compile=compile,
-            ensemble=ensemble,
-        )
+        engine = engine_options(flags, device=device)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise usage_error(str(err)) from None
     if not jobs:
@@ -142,7 +132,7 @@ def upscale(
     except PermissionError as err:
         raise usage_error(str(err)) from None
     with exit_codes():
-        upscaler = Upscaler(method, weights, scale=scale, steps=steps, options=engine_options)
+        upscaler = Upscaler(method, weights, scale=scale, steps=steps, options=engine)
     for message in upscaler.notes if shard.main else ():
         note(message)
     summary = _run_with_progress(jobs, upscaler, options, shard, root)
