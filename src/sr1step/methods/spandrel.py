@@ -32,15 +32,13 @@ NOT_SR = {
 class SpandrelGenerator(SRGenerator):
     """A spandrel ``ImageModelDescriptor`` behind the generator contract."""
 
-    def __init__(self, descriptor, source: str = ""):
+    def __init__(self, descriptor):
         super().__init__()
         self.net = descriptor.model  # registered, so .to() and parameter counts see it
         self._descriptor = descriptor
-        self.architecture = descriptor.architecture.name
         self.scale = int(descriptor.scale)
         self.pad_multiple = max(1, int(descriptor.size_requirements.multiple_of))
         self.supports_half = bool(descriptor.supports_half)
-        self.source = source
 
     def forward(self, lr: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         # spandrel's call: the network's own call convention, padding to its minimum/square size
@@ -90,7 +88,7 @@ def load_spandrel(path: Path) -> SpandrelGenerator:
             f"{path}: a {arch} network with {descriptor.input_channels} input and "
             f"{descriptor.output_channels} output channels; sr1step runs RGB -> RGB networks"
         )
-    return SpandrelGenerator(descriptor, str(path)).eval()
+    return SpandrelGenerator(descriptor).eval()
 
 
 class SpandrelMethod(Method):
